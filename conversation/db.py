@@ -1,0 +1,94 @@
+"""Engine and session factory. The caller owns the unit of work:
+
+    with session_scope() as session:
+        ...  # commits on success, rolls back on error
+
+Processes that fork (Celery prefork, gunicorn) call ``dispose_engine()`` in the child so
+no connection is shared across a fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from settings import get_settings
+
+_engine: Engine | None = None
+_factory: sessionmaker[Session] | None = None
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine with the settings parley needs on each backend."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "isolation_level": None}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            # SQLite has no row locks: take the write lock up front so two processes
+            # serialize instead of failing with "database is locked" on upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", 5)
+        kwargs.setdefault("max_overflow", 10)
+    return create_engine(url, **kwargs)
+
+
+def get_engine() -> Engine:
+    global _engine, _factory
+    if _engine is None:
+        _engine = make_engine(get_settings().database_url)
+        _factory = sessionmaker(_engine, expire_on_commit=False)
+    return _engine
+
+
+def get_session_factory() -> sessionmaker[Session]:
+    get_engine()
+    assert _factory is not None
+    return _factory
+
+
+def configure_engine(engine: Engine) -> None:
+    """Use ``engine`` for every later session (tests, tools)."""
+    global _engine, _factory
+    _engine = engine
+    _factory = sessionmaker(engine, expire_on_commit=False)
+
+
+def dispose_engine() -> None:
+    """Drop pooled connections inherited across a fork; the next use reconnects."""
+    if _engine is not None:
+        _engine.dispose(close=False)
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on error, always close."""
+    session = get_session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

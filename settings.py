@@ -1,0 +1,186 @@
+"""The one place that reads the environment.
+
+Everything else asks for a :class:`Settings` (``get_settings()``) instead of touching
+``os.environ``. Unset variables fall back to embedded defaults that need no server and
+no Meta account (SQLite under ``var/``, a SQLite-backed Celery broker, the sandbox
+Graph API). With ``PARLEY_ENV=production`` the defaults are refused: a process that
+would run on a toy database or without secrets stops with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VAR_DIR = ROOT / "var"
+
+META_API_URL = "https://graph.facebook.com/v25.0"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+# Development-only secrets: public on purpose, refused in production.
+DEV_APP_SECRET = "parley-dev-app-secret"
+DEV_VERIFY_TOKEN = "parley-dev-verify-token"
+DEV_ACCESS_TOKEN = "parley-sandbox-token"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or unsafe; the message is one line meant for the operator."""
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _words(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(w.strip() for w in raw.split(",") if w.strip())
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for plain ``postgres://`` / ``postgresql://`` URLs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    broker_url: str
+    app_secret: str
+    verify_token: str
+    access_token: str
+    api_url: str
+    sandbox: bool
+    public_url: str
+    templates_dir: Path
+    admin_token: str | None
+    max_body_bytes: int
+    cancel_words: tuple[str, ...]
+    max_invalid_answers: int
+    fallback_text: str
+    fallback_period_seconds: int
+    default_expiry_hours: int
+    mark_as_read: bool
+    graph_connect_timeout: float
+    graph_read_timeout: float
+    send_max_attempts: int
+    expire_interval_seconds: int
+    sweep_interval_seconds: int
+    sweep_grace_seconds: int
+    prune_interval_seconds: int
+    retention_days: int
+    log_level: str
+    unset: tuple[str, ...] = field(default=())
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``); raise SettingsError if unsafe."""
+    env = os.environ if env is None else env
+    mode = (env.get("PARLEY_ENV") or "development").strip().lower()
+    if mode not in {"development", "production", "test"}:
+        raise SettingsError(f"PARLEY_ENV must be development, production or test, got {mode!r}")
+    production = mode == "production"
+
+    unset = tuple(
+        name
+        for name in (
+            "DATABASE_URL",
+            "CELERY_BROKER_URL",
+            "WHATSAPP_APP_SECRET",
+            "WHATSAPP_VERIFY_TOKEN",
+            "WHATSAPP_ACCESS_TOKEN",
+        )
+        if not (env.get(name) or "").strip()
+    )
+    if production and unset:
+        raise SettingsError(f"refusing to start in production: {', '.join(unset)} not set")
+
+    public_url = (env.get("PARLEY_PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
+    access_token = (env.get("WHATSAPP_ACCESS_TOKEN") or "").strip()
+    sandbox = not access_token
+    api_url = (env.get("WHATSAPP_API_URL") or "").strip().rstrip("/")
+    if not api_url:
+        api_url = f"{public_url}/sandbox/graph/v25.0" if sandbox else META_API_URL
+    if production and sandbox:
+        raise SettingsError("refusing to start in production: WHATSAPP_ACCESS_TOKEN not set")
+    if production and not api_url.startswith("https://"):
+        raise SettingsError(f"refusing to start in production: WHATSAPP_API_URL must be https, got {api_url}")
+
+    database_url = normalize_database_url(
+        (env.get("DATABASE_URL") or "").strip() or f"sqlite:///{VAR_DIR / 'parley.sqlite3'}"
+    )
+    broker_url = (env.get("CELERY_BROKER_URL") or "").strip() or (
+        f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+    )
+    if production and database_url.startswith("sqlite"):
+        raise SettingsError("refusing to start in production: DATABASE_URL points at SQLite")
+
+    return Settings(
+        env=mode,
+        database_url=database_url,
+        broker_url=broker_url,
+        app_secret=(env.get("WHATSAPP_APP_SECRET") or "").strip() or DEV_APP_SECRET,
+        verify_token=(env.get("WHATSAPP_VERIFY_TOKEN") or "").strip() or DEV_VERIFY_TOKEN,
+        access_token=access_token or DEV_ACCESS_TOKEN,
+        api_url=api_url,
+        sandbox=sandbox,
+        public_url=public_url,
+        templates_dir=Path(env.get("PARLEY_TEMPLATES_DIR") or ROOT / "templates"),
+        admin_token=(env.get("PARLEY_ADMIN_TOKEN") or "").strip() or None,
+        max_body_bytes=_int(env, "PARLEY_MAX_BODY_BYTES", 3 * 1024 * 1024),
+        cancel_words=_words(env.get("PARLEY_CANCEL_WORDS"), ("cancel", "exit", "quit")),
+        max_invalid_answers=_int(env, "PARLEY_MAX_INVALID_ANSWERS", 3),
+        fallback_text=env.get("PARLEY_FALLBACK_TEXT")
+        or "Sorry, I didn't get that. Send *hi* to see the menu.",
+        fallback_period_seconds=_int(env, "PARLEY_FALLBACK_PERIOD_SECONDS", 3600),
+        default_expiry_hours=_int(env, "PARLEY_DEFAULT_EXPIRY_HOURS", 24),
+        mark_as_read=_bool(env.get("PARLEY_MARK_AS_READ"), True),
+        graph_connect_timeout=float(env.get("PARLEY_GRAPH_CONNECT_TIMEOUT") or 3.05),
+        graph_read_timeout=float(env.get("PARLEY_GRAPH_READ_TIMEOUT") or 10),
+        send_max_attempts=_int(env, "PARLEY_SEND_MAX_ATTEMPTS", 8),
+        expire_interval_seconds=_int(env, "PARLEY_EXPIRE_INTERVAL_SECONDS", 60),
+        sweep_interval_seconds=_int(env, "PARLEY_SWEEP_INTERVAL_SECONDS", 30),
+        sweep_grace_seconds=_int(env, "PARLEY_SWEEP_GRACE_SECONDS", 60),
+        prune_interval_seconds=_int(env, "PARLEY_PRUNE_INTERVAL_SECONDS", 3600),
+        retention_days=_int(env, "PARLEY_RETENTION_DAYS", 30),
+        log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
+        unset=unset,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,110 @@
+"""Shared fixtures: real Postgres and Redis, each test isolated.
+
+Postgres: one fresh database per test session, migrated once with Alembic; each test
+runs inside a transaction that is rolled back (savepoints cover the code's own commits).
+When a service is missing the test is skipped, except with CI=true, where it fails:
+CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+
+from settings import normalize_database_url
+
+ADMIN_URL = normalize_database_url(
+    os.environ.get("PARLEY_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
+REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(what: str, exc: BaseException) -> None:
+    """Skip locally, fail in CI: a missing service must never turn CI green."""
+    message = f"{what} is not reachable: {exc.__class__.__name__}: {exc}"
+    if IN_CI:
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def migrate(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "alembic.ini"))
+    cfg.attributes["database_url"] = url
+    cfg.attributes["configure_logger"] = False
+    command.upgrade(cfg, "head")
+
+
+def create_database() -> str:
+    """A new empty Postgres database; returns its URL."""
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"parley_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a migrated Postgres database that lives for the whole test session."""
+    try:
+        url = create_database()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "missing"
+        service_missing("PostgreSQL", exc)
+    migrate(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    from conversation.db import make_engine
+
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(pg_engine: Engine) -> Iterator[Session]:
+    """A session whose every commit is a savepoint inside one rolled-back transaction."""
+    conn = pg_engine.connect()
+    outer = conn.begin()
+    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+    except Exception as exc:  # noqa: BLE001
+        service_missing("Redis", exc)
+    return REDIS_URL
