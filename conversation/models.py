@@ -215,3 +215,17 @@ class Order(Base):
     @property
     def number(self) -> str:
         return f"ORD-{self.id:06d}"
+
+
+class SandboxMessage(Base):
+    """What the sandbox Graph API received (no Meta account configured): the newcomer's inbox."""
+
+    __tablename__ = "sandbox_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    wamid: Mapped[str] = mapped_column(String(256), unique=True)
+    phone_number_id: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(160), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # message | mark_read
+    body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

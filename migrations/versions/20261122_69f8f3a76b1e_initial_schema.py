@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 03e8e7458836
+Revision ID: 69f8f3a76b1e
 Revises:
-Create Date: 2026-11-22 03:23:09.669285
+Create Date: 2026-11-22 03:24:26.661664
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "03e8e7458836"
+revision: str = "69f8f3a76b1e"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -44,9 +44,7 @@ def upgrade() -> None:
         sa.Column("current_step", sa.String(length=64), nullable=False),
         sa.Column(
             "context",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("last_interaction", sa.DateTime(timezone=True), nullable=False),
@@ -56,19 +54,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_state")),
         sa.UniqueConstraint("user_key", name=op.f("uq_conversation_state_user_key")),
     )
-    op.create_index(
-        "ix_conversation_state_expires_at",
-        "conversation_state",
-        ["expires_at"],
-        unique=False,
-    )
+    op.create_index("ix_conversation_state_expires_at", "conversation_state", ["expires_at"], unique=False)
     op.create_table(
         "inbound_messages",
         sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("wamid", sa.String(length=256), nullable=False),
         sa.Column("user_key", sa.String(length=160), nullable=False),
@@ -78,9 +68,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "payload",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("outcome", sa.String(length=16), nullable=False),
@@ -88,32 +76,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_inbound_messages")),
         sa.UniqueConstraint("wamid", name=op.f("uq_inbound_messages_wamid")),
     )
-    op.create_index(
-        "ix_inbound_messages_received_at",
-        "inbound_messages",
-        ["received_at"],
-        unique=False,
-    )
-    op.create_index(
-        op.f("ix_inbound_messages_user_key"),
-        "inbound_messages",
-        ["user_key"],
-        unique=False,
-    )
+    op.create_index("ix_inbound_messages_received_at", "inbound_messages", ["received_at"], unique=False)
+    op.create_index(op.f("ix_inbound_messages_user_key"), "inbound_messages", ["user_key"], unique=False)
     op.create_table(
         "orders",
         sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("user_key", sa.String(length=160), nullable=False),
         sa.Column(
             "items",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -122,10 +95,7 @@ def upgrade() -> None:
     op.create_table(
         "outbound_messages",
         sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("user_key", sa.String(length=160), nullable=False),
         sa.Column("phone_number_id", sa.String(length=64), nullable=False),
@@ -134,9 +104,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column(
             "content",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("inbound_wamid", sa.String(length=256), nullable=True),
@@ -153,17 +121,30 @@ def upgrade() -> None:
         sa.UniqueConstraint("wamid", name=op.f("uq_outbound_messages_wamid")),
     )
     op.create_index(
-        "ix_outbound_messages_status_updated_at",
-        "outbound_messages",
-        ["status", "updated_at"],
-        unique=False,
+        "ix_outbound_messages_status_updated_at", "outbound_messages", ["status", "updated_at"], unique=False
     )
     op.create_index(
-        "ix_outbound_messages_user_key_status",
-        "outbound_messages",
-        ["user_key", "status"],
-        unique=False,
+        "ix_outbound_messages_user_key_status", "outbound_messages", ["user_key", "status"], unique=False
     )
+    op.create_table(
+        "sandbox_messages",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("wamid", sa.String(length=256), nullable=False),
+        sa.Column("phone_number_id", sa.String(length=64), nullable=False),
+        sa.Column("recipient", sa.String(length=160), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column(
+            "body",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_sandbox_messages")),
+        sa.UniqueConstraint("wamid", name=op.f("uq_sandbox_messages_wamid")),
+    )
+    op.create_index(op.f("ix_sandbox_messages_recipient"), "sandbox_messages", ["recipient"], unique=False)
     op.create_table(
         "submissions",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -173,9 +154,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.String(length=160), nullable=True),
         sa.Column(
             "answers",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -199,25 +178,19 @@ def upgrade() -> None:
         ),
         sa.Column(
             "menu_structure",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column(
             "options",
-            sa.JSON().with_variant(
-                postgresql.JSONB(astext_type=sa.Text()), "postgresql"
-            ),
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_templates")),
-        sa.UniqueConstraint(
-            "template_name", name=op.f("uq_workflow_templates_template_name")
-        ),
+        sa.UniqueConstraint("template_name", name=op.f("uq_workflow_templates_template_name")),
     )
     # ### end Alembic commands ###
 
@@ -227,12 +200,10 @@ def downgrade() -> None:
     op.drop_table("workflow_templates")
     op.drop_index("ix_submissions_template_name_created_at", table_name="submissions")
     op.drop_table("submissions")
-    op.drop_index(
-        "ix_outbound_messages_user_key_status", table_name="outbound_messages"
-    )
-    op.drop_index(
-        "ix_outbound_messages_status_updated_at", table_name="outbound_messages"
-    )
+    op.drop_index(op.f("ix_sandbox_messages_recipient"), table_name="sandbox_messages")
+    op.drop_table("sandbox_messages")
+    op.drop_index("ix_outbound_messages_user_key_status", table_name="outbound_messages")
+    op.drop_index("ix_outbound_messages_status_updated_at", table_name="outbound_messages")
     op.drop_table("outbound_messages")
     op.drop_table("orders")
     op.drop_index(op.f("ix_inbound_messages_user_key"), table_name="inbound_messages")

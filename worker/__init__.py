@@ -1,0 +1,5 @@
+"""Celery workers: ``celery -A worker worker`` finds the app here."""
+
+from worker.celery_app import app
+
+__all__ = ["app"]

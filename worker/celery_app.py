@@ -1,0 +1,63 @@
+"""The one Celery app. Configuration lives here; tasks live in ``tasks.py``.
+
+Queues: ``inbound`` (webhook payloads → engine) and ``outbound`` (outbox → Graph API) are
+separate so a slow Graph API never delays inbound work; ``maintenance`` carries Beat's jobs.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+from kombu import Queue
+
+from settings import get_settings
+
+INBOUND_QUEUE = "inbound"
+OUTBOUND_QUEUE = "outbound"
+MAINTENANCE_QUEUE = "maintenance"
+
+# Longest task hard limit (seconds). The Redis visibility timeout must exceed it, or
+# Redis would hand a still-running task to a second worker.
+LONGEST_TASK_SECONDS = 300
+VISIBILITY_TIMEOUT_SECONDS = 3600
+
+
+def create_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("parley", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=INBOUND_QUEUE,
+        task_queues=(Queue(INBOUND_QUEUE), Queue(OUTBOUND_QUEUE), Queue(MAINTENANCE_QUEUE)),
+        task_routes={
+            "parley.inbound.*": {"queue": INBOUND_QUEUE},
+            "parley.outbox.*": {"queue": OUTBOUND_QUEUE},
+            "parley.maintenance.*": {"queue": MAINTENANCE_QUEUE},
+        },
+        task_soft_time_limit=LONGEST_TASK_SECONDS - 30,
+        task_time_limit=LONGEST_TASK_SECONDS,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_: object) -> None:
+    # A forked child must not reuse the parent's pooled database connections.
+    from conversation.db import dispose_engine
+
+    dispose_engine()
+
+
+app = create_celery()
