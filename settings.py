@@ -141,9 +141,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     database_url = normalize_database_url(
         (env.get("DATABASE_URL") or "").strip() or f"sqlite:///{VAR_DIR / 'parley.sqlite3'}"
     )
-    broker_url = (env.get("CELERY_BROKER_URL") or "").strip() or (
-        f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
-    )
+    broker_url = (env.get("CELERY_BROKER_URL") or "").strip() or (f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}")
     if production and database_url.startswith("sqlite"):
         raise SettingsError("refusing to start in production: DATABASE_URL points at SQLite")
 
@@ -162,8 +160,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_body_bytes=_int(env, "PARLEY_MAX_BODY_BYTES", 3 * 1024 * 1024),
         cancel_words=_words(env.get("PARLEY_CANCEL_WORDS"), ("cancel", "exit", "quit")),
         max_invalid_answers=_int(env, "PARLEY_MAX_INVALID_ANSWERS", 3),
-        fallback_text=env.get("PARLEY_FALLBACK_TEXT")
-        or "Sorry, I didn't get that. Send *hi* to see the menu.",
+        fallback_text=env.get("PARLEY_FALLBACK_TEXT") or "Sorry, I didn't get that. Send *hi* to see the menu.",
         fallback_period_seconds=_int(env, "PARLEY_FALLBACK_PERIOD_SECONDS", 3600),
         default_expiry_hours=_int(env, "PARLEY_DEFAULT_EXPIRY_HOURS", 24),
         mark_as_read=_bool(env.get("PARLEY_MARK_AS_READ"), True),

@@ -67,7 +67,7 @@ def pg_url() -> Iterator[str]:
     """URL of a migrated Postgres database that lives for the whole test session."""
     try:
         url = create_database()
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "missing"
+    except Exception as exc:
         service_missing("PostgreSQL", exc)
     migrate(url)
     yield url
@@ -105,6 +105,6 @@ def redis_url() -> str:
         client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
         client.ping()
         client.close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         service_missing("Redis", exc)
     return REDIS_URL

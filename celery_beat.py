@@ -1,0 +1,29 @@
+"""The periodic schedule. Run exactly one: ``celery -A celery_beat beat``.
+
+Every job is safe if two Beat processes run by mistake (batched deletes skip locked
+rows; the sweep's hand-offs are serialized per customer by the sender lease).
+"""
+
+from __future__ import annotations
+
+from settings import get_settings
+from worker.celery_app import app
+
+settings = get_settings()
+
+app.conf.beat_schedule = {
+    "expire-conversations": {
+        "task": "parley.maintenance.expire_conversations",
+        "schedule": float(settings.expire_interval_seconds),
+    },
+    "sweep-outbox": {
+        "task": "parley.maintenance.sweep_outbox",
+        "schedule": float(settings.sweep_interval_seconds),
+    },
+    "prune-logs": {
+        "task": "parley.maintenance.prune_logs",
+        "schedule": float(settings.prune_interval_seconds),
+    },
+}
+
+__all__ = ["app"]

@@ -1,0 +1,194 @@
+"""One inbound message through the engine, inside the caller's transaction.
+
+Order of work matters: claim the message id first (a redelivery stops there), then lock
+the customer (their ``contacts`` row, upserted), then read their conversation, run the
+engine, and write the new state and the outbox rows. The caller commits, and only then
+hands the outbox to the sender.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from conversation.actions import Actions
+from conversation.engine import CustomerState, EngineConfig, FallbackSent, Submit, handle
+from conversation.events import InboundEvent, StatusEvent
+from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage, Submission, utcnow
+from conversation.service import ConversationService, snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InboundResult:
+    duplicate: bool
+    user_key: str
+    outcome: str = "duplicate"
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def _insert(session: Session, model: type) -> Insert:
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model)
+
+
+def claim(session: Session, event: InboundEvent, now: datetime) -> bool:
+    """Record the message; False when its wamid was seen before (the dedupe key)."""
+    stmt = (
+        _insert(session, InboundMessage)
+        .values(
+            wamid=event.wamid,
+            user_key=event.user.key,
+            phone_number_id=event.phone_number_id,
+            message_type=event.message_type,
+            sent_at=event.timestamp,
+            received_at=now,
+            payload=event.raw,
+            outcome="processing",
+        )
+        .on_conflict_do_nothing(index_elements=["wamid"])
+        .returning(InboundMessage.id)
+    )
+    return session.execute(stmt).scalar() is not None
+
+
+def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contact:
+    """Upsert the customer's contacts row; the upsert holds its row lock until commit."""
+    user = event.user
+    stmt = _insert(session, Contact).values(
+        user_key=user.key,
+        phone_number=user.phone,
+        user_id=user.user_id,
+        profile_name=user.profile_name,
+        last_seen_at=now,
+        pair_limit_hits=0,
+    )
+    updates: dict[str, Any] = {"last_seen_at": now}
+    if user.phone:
+        updates["phone_number"] = user.phone
+    if user.user_id:
+        updates["user_id"] = user.user_id
+    if user.profile_name:
+        updates["profile_name"] = user.profile_name
+    session.execute(stmt.on_conflict_do_update(index_elements=["user_key"], set_=updates))
+    contact = session.get(Contact, user.key, populate_existing=True)
+    assert contact is not None
+    return contact
+
+
+def process_event(
+    session: Session,
+    event: InboundEvent,
+    config: EngineConfig,
+    mark_as_read: bool = True,
+    now: datetime | None = None,
+) -> InboundResult:
+    """Handle one customer message exactly once; returns the outbox rows to hand on."""
+    now = now or utcnow()
+    user_key = event.user.key
+    if not claim(session, event, now):
+        return InboundResult(duplicate=True, user_key=user_key)
+    contact = lock_contact(session, event, now)
+    service = ConversationService(session, config)
+    row = session.scalar(select(ConversationState).where(ConversationState.user_key == user_key).with_for_update())
+    state = CustomerState(
+        conversation=snapshot(row) if row is not None else None,
+        last_fallback_at=contact.last_fallback_at,
+        profile_name=contact.profile_name,
+    )
+    result = handle(service.template_set(), state, event, now, config, Actions(session))
+
+    if result.conversation is None:
+        if row is not None:
+            session.delete(row)
+    else:
+        conv = result.conversation
+        if row is None:
+            row = ConversationState(user_key=user_key, created_at=now)
+            session.add(row)
+        row.phone_number = event.user.phone or row.phone_number
+        row.user_id = event.user.user_id or row.user_id
+        row.conversation_flow = conv.template
+        row.current_step = conv.step
+        row.context = conv.context
+        row.last_interaction = conv.last_interaction
+        row.expires_at = conv.expires_at
+        row.updated_at = now
+
+    for effect in result.effects:
+        if isinstance(effect, Submit):
+            session.add(
+                Submission(
+                    template_name=effect.template,
+                    user_key=user_key,
+                    phone_number=event.user.phone,
+                    user_id=event.user.user_id,
+                    answers=effect.answers,
+                    created_at=now,
+                )
+            )
+        elif isinstance(effect, FallbackSent):
+            contact.last_fallback_at = now
+        else:
+            log.info("conversation ended", extra={"template": effect.template, "step": effect.step})
+
+    rows = []
+    if mark_as_read and event.kind != "reaction":
+        rows.append(_outbound(event, "mark_read", {"message_id": event.wamid}, now))
+    rows.extend(_outbound(event, "message", content, now) for content in result.messages)
+    session.add_all(rows)
+    inbound = session.scalar(select(InboundMessage).where(InboundMessage.wamid == event.wamid))
+    if inbound is not None:
+        inbound.outcome = result.outcome
+    session.flush()
+    return InboundResult(False, user_key, result.outcome, [r.id for r in rows])
+
+
+def _outbound(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> OutboundMessage:
+    return OutboundMessage(
+        user_key=event.user.key,
+        phone_number_id=event.phone_number_id,
+        to_phone=event.user.phone,
+        to_user_id=event.user.user_id,
+        kind=kind,
+        content=content,
+        inbound_wamid=event.wamid,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+# Delivery statuses only move forward; "failed" may replace accepted/sent, never delivered/read.
+STATUS_RANK = {"pending": 0, "sending": 0, "accepted": 1, "sent": 2, "delivered": 3, "read": 4, "played": 4}
+
+
+def apply_status(session: Session, status: StatusEvent) -> str:
+    """Record a delivery receipt on our outbound row; returns what happened (for logs/tests)."""
+    row = session.scalar(select(OutboundMessage).where(OutboundMessage.wamid == status.wamid).with_for_update())
+    if row is None:
+        return "unknown"
+    if status.status == "failed":
+        if STATUS_RANK.get(row.status, 0) >= STATUS_RANK["delivered"]:
+            return "stale"
+        row.status = "failed"
+        row.last_error_code = status.error_code
+        row.last_error = status.error_title
+    elif status.status in STATUS_RANK:
+        if row.status == "failed" or STATUS_RANK[status.status] <= STATUS_RANK.get(row.status, 0):
+            return "stale"
+        row.status = status.status
+    else:
+        return "ignored"
+    row.status_at = status.timestamp
+    row.updated_at = utcnow()
+    return "applied"

@@ -1,0 +1,303 @@
+"""ConversationService: the seed's API over a session the caller owns (and commits).
+
+Templates are stored as validated flow definitions; a per-process cache holds the built
+``TemplateSet`` (keyword index included) and is rebuilt only when the table changes, so
+a worker does not re-read every template per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from templates.lint import LintError
+from templates.loader import lint_definitions
+
+from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
+from conversation.engine import INITIAL, Conversation, EngineConfig, TemplateSet, current_menu
+from conversation.events import UserRef
+from conversation.models import ConversationState, WorkflowTemplate, utcnow
+from templates.schema import TemplateDef
+
+log = logging.getLogger(__name__)
+
+_OPTION_FIELDS = ("priority", "expiry_hours", "description")
+
+
+class TemplateInvalid(ValueError):
+    """A template (or the set it would join) breaks the flow rules; ``errors`` says where."""
+
+    def __init__(self, errors: list[LintError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors
+
+
+class TemplateNotFound(LookupError):
+    pass
+
+
+def to_definition(row: WorkflowTemplate) -> TemplateDef:
+    """Rebuild the validated flow from its stored row."""
+    data: dict[str, Any] = {
+        "template_name": row.template_name,
+        "template_type": row.template_type,
+        "trigger_keywords": list(row.trigger_keywords or []),
+        "is_active": row.is_active,
+        "menu_structure": row.menu_structure,
+        **{k: v for k, v in (row.options or {}).items() if k in _OPTION_FIELDS},
+    }
+    return TemplateDef.model_validate(data)
+
+
+def _apply_definition(row: WorkflowTemplate, definition: TemplateDef) -> None:
+    dumped = definition.model_dump(mode="json", exclude_none=True)
+    row.template_name = definition.template_name
+    row.template_type = definition.template_type
+    row.trigger_keywords = list(definition.trigger_keywords)
+    row.is_active = definition.is_active
+    row.menu_structure = dumped["menu_structure"]
+    row.options = {k: dumped[k] for k in _OPTION_FIELDS if k in dumped}
+
+
+class _TemplateCache:
+    """Process-wide: the built TemplateSet and the table revision it was built from."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[tuple[Any, ...], TemplateSet]] = {}
+
+    def get(self, session: Session) -> TemplateSet:
+        bind = session.get_bind()
+        key = str(bind.engine.url) if hasattr(bind, "engine") else str(bind)
+        revision = tuple(session.execute(select(func.count(), func.max(WorkflowTemplate.updated_at))).one())
+        with self._lock:
+            cached = self._entries.get(key)
+            if cached is not None and cached[0] == revision:
+                return cached[1]
+        rows = session.scalars(select(WorkflowTemplate)).all()
+        built = TemplateSet(_definitions(rows))
+        with self._lock:
+            self._entries[key] = (revision, built)
+        return built
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _definitions(rows: Iterable[WorkflowTemplate]) -> dict[str, TemplateDef]:
+    out: dict[str, TemplateDef] = {}
+    for row in rows:
+        try:
+            out[row.template_name] = to_definition(row)
+        except ValueError as exc:  # a row edited by hand outside parley; skip it, loudly
+            log.error("stored template %s is invalid and is ignored: %s", row.template_name, exc)
+    return out
+
+
+TEMPLATE_CACHE = _TemplateCache()
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    template: WorkflowTemplate
+    created: bool
+    changed: bool
+
+
+class ConversationService:
+    def __init__(self, session: Session, config: EngineConfig | None = None) -> None:
+        self.session = session
+        self.config = config or EngineConfig()
+
+    # --- templates --------------------------------------------------------------------
+
+    def template_set(self) -> TemplateSet:
+        return TEMPLATE_CACHE.get(self.session)
+
+    def list_templates(self, active_only: bool = False) -> list[WorkflowTemplate]:
+        stmt = select(WorkflowTemplate).order_by(WorkflowTemplate.template_name)
+        if active_only:
+            stmt = stmt.where(WorkflowTemplate.is_active.is_(True))
+        return list(self.session.scalars(stmt))
+
+    def get_template(self, name: str) -> WorkflowTemplate | None:
+        return self.session.scalar(select(WorkflowTemplate).where(WorkflowTemplate.template_name == name))
+
+    def find_template_by_keyword(self, text: str) -> WorkflowTemplate | None:
+        name = self.template_set().keywords.search(text)
+        return self.get_template(name) if name else None
+
+    def validate_templates(self, incoming: Mapping[str, TemplateDef], removed: Iterable[str] = ()) -> list[LintError]:
+        """Lint ``incoming`` together with the stored templates it would live beside."""
+        gone = set(removed)
+        stored = {
+            name: d
+            for name, d in _definitions(self.session.scalars(select(WorkflowTemplate))).items()
+            if name not in gone
+        }
+        combined = stored | dict(incoming)
+        sources = {name: f"template {name}" for name in combined}
+        errors = lint_definitions(combined, sources, ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
+        # Errors only in stored templates that this change does not touch are not its fault.
+        return [e for e in errors if e.template in incoming or e.template is None or e.template in gone]
+
+    def create_template(self, definition: TemplateDef) -> WorkflowTemplate:
+        if self.get_template(definition.template_name) is not None:
+            raise ValueError(f"template {definition.template_name} already exists")
+        return self.upsert_template(definition).template
+
+    def update_template(self, name: str, definition: TemplateDef) -> WorkflowTemplate:
+        if self.get_template(name) is None:
+            raise TemplateNotFound(name)
+        if definition.template_name != name:
+            raise ValueError(f"template_name {definition.template_name!r} does not match {name!r}")
+        return self.upsert_template(definition).template
+
+    def upsert_template(self, definition: TemplateDef) -> UpsertResult:
+        return self.upsert_templates([definition])[0]
+
+    def upsert_templates(self, definitions: Iterable[TemplateDef]) -> list[UpsertResult]:
+        """Create or update several templates at once, validated as one set (idempotent)."""
+        incoming = {d.template_name: d for d in definitions}
+        errors = self.validate_templates(incoming)
+        if errors:
+            raise TemplateInvalid(errors)
+        results = []
+        for definition in incoming.values():
+            row = self.get_template(definition.template_name)
+            created = row is None
+            if row is None:
+                row = WorkflowTemplate()
+                self.session.add(row)
+            before = None if created else to_definition(row)
+            changed = before != definition
+            if changed:
+                _apply_definition(row, definition)
+                row.updated_at = utcnow()
+            results.append(UpsertResult(row, created, changed))
+        self.session.flush()
+        return results
+
+    def delete_template(self, name: str) -> bool:
+        row = self.get_template(name)
+        if row is None:
+            return False
+        errors = self.validate_templates({}, removed=[name])
+        if errors:
+            raise TemplateInvalid(errors)
+        self.session.delete(row)
+        self.session.flush()
+        return True
+
+    # --- conversations ----------------------------------------------------------------
+
+    def get_conversation(
+        self, user_key: str, now: datetime | None = None, for_update: bool = False
+    ) -> ConversationState | None:
+        """The live conversation of ``user_key``; an expired one counts as absent."""
+        stmt = select(ConversationState).where(ConversationState.user_key == user_key)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = self.session.scalar(stmt)
+        if row is None or row.expires_at <= (now or utcnow()):
+            return None
+        return row
+
+    def start_conversation(self, user: UserRef, template_name: str, now: datetime | None = None) -> ConversationState:
+        """Put ``user`` at the start of ``template_name``, replacing any conversation they had."""
+        now = now or utcnow()
+        template = self.template_set().get(template_name)
+        if template is None:
+            raise TemplateNotFound(template_name)
+        self.session.execute(delete(ConversationState).where(ConversationState.user_key == user.key))
+        hours = template.expiry_hours
+        expiry = now + (timedelta(hours=hours) if hours else self.config.default_expiry)
+        row = ConversationState(
+            user_key=user.key,
+            phone_number=user.phone,
+            user_id=user.user_id,
+            conversation_flow=template.template_name,
+            current_step=INITIAL,
+            context={},
+            last_interaction=now,
+            expires_at=expiry,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def update_conversation(
+        self,
+        user_key: str,
+        step: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        expires_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> ConversationState:
+        """Move the conversation and merge ``context`` into it (keys are added, never wiped)."""
+        now = now or utcnow()
+        row = self.get_conversation(user_key, now=now, for_update=True)
+        if row is None:
+            raise LookupError(f"no live conversation for {user_key}")
+        if step is not None:
+            row.current_step = step
+        if context:
+            row.context = {**(row.context or {}), **context}
+        if expires_at is not None:
+            row.expires_at = expires_at
+        row.last_interaction = now
+        self.session.flush()
+        return row
+
+    def end_conversation(self, user_key: str) -> bool:
+        result = self.session.execute(delete(ConversationState).where(ConversationState.user_key == user_key))
+        return bool(result.rowcount)
+
+    def cleanup_expired_conversations(self, now: datetime | None = None, batch_size: int = 500) -> int:
+        """Delete expired conversations in batches; safe to run from two processes at once.
+
+        Rows a worker holds locked (a customer writing right now) are skipped, not waited
+        for; the worker treats an expired row as absent anyway.
+        """
+        now = now or utcnow()
+        total = 0
+        while True:
+            ids = select(ConversationState.id).where(ConversationState.expires_at <= now).limit(batch_size)
+            if self.session.get_bind().dialect.name == "postgresql":
+                ids = ids.with_for_update(skip_locked=True)
+            batch = list(self.session.scalars(ids))
+            if not batch:
+                return total
+            self.session.execute(
+                delete(ConversationState)
+                .where(ConversationState.id.in_(batch))
+                .where(ConversationState.expires_at <= now)
+            )
+            self.session.flush()
+            total += len(batch)
+            if len(batch) < batch_size:
+                return total
+
+    def get_current_menu(self, user_key: str) -> list[dict[str, Any]]:
+        """What the customer was last asked (WhatsApp content), or [] without a conversation."""
+        row = self.get_conversation(user_key)
+        if row is None:
+            return []
+        return current_menu(self.template_set(), snapshot(row))
+
+
+def snapshot(row: ConversationState) -> Conversation:
+    return Conversation(
+        template=row.conversation_flow,
+        step=row.current_step,
+        context=dict(row.context or {}),
+        expires_at=row.expires_at,
+        last_interaction=row.last_interaction,
+    )

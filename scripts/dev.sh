@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Start receiver, worker and Beat together (what `make run` does after migrating and
+# loading the flows). Ctrl-C stops all three. Uses the environment's DATABASE_URL and
+# CELERY_BROKER_URL, or the embedded defaults (SQLite, no server, sandbox Graph API).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${VENV:-.venv}/bin"
+PORT="${PORT:-8000}"
+export PARLEY_PUBLIC_URL="${PARLEY_PUBLIC_URL:-http://127.0.0.1:$PORT}"
+mkdir -p var
+
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+"$BIN/gunicorn" "webhook:create_app()" --bind "127.0.0.1:$PORT" --workers 2 --access-logfile - &
+pids+=($!)
+# Embedded broker (SQLite) suits one worker process; with Redis, scale freely.
+"$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,outbound,maintenance &
+pids+=($!)
+"$BIN/celery" -A celery_beat beat --loglevel INFO --schedule var/celerybeat-schedule &
+pids+=($!)
+
+sleep 2
+cat <<MSG
+
+parley is running on $PARLEY_PUBLIC_URL
+  send a signed test message:  $BIN/flask --app webhook send-test "hi" --user 15550001111
+  watch the replies:           $PARLEY_PUBLIC_URL/sandbox   (JSON: /sandbox/messages)
+Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"
