@@ -151,11 +151,7 @@ class ListMessage(Strict):
         return self
 
     def options(self) -> list[Option]:
-        return [
-            Option(id=r.id, title=r.title, description=r.description)
-            for s in self.action.sections
-            for r in s.rows
-        ]
+        return [Option(id=r.id, title=r.title, description=r.description) for s in self.action.sections for r in s.rows]
 
 
 class TextMessage(Strict):
@@ -267,8 +263,7 @@ class TemplateDef(Strict):
     def _type_matches(self) -> TemplateDef:
         if self.template_type != self.menu_structure.type:
             raise ValueError(
-                f"template_type {self.template_type!r} does not match menu_structure.type "
-                f"{self.menu_structure.type!r}"
+                f"template_type {self.template_type!r} does not match menu_structure.type {self.menu_structure.type!r}"
             )
         if "initial" not in self.menu_structure.steps:
             raise ValueError("menu_structure.steps needs an 'initial' step")
