@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
-from templates.lint import LintError
-from templates.loader import lint_definitions
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.engine import INITIAL, Conversation, EngineConfig, TemplateSet, current_menu
 from conversation.events import UserRef
 from conversation.models import ConversationState, WorkflowTemplate, utcnow
+from templates.lint import LintError
+from templates.loader import lint_definitions
 from templates.schema import TemplateDef
 
 log = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
-from templates.loader import load_directory
-from webhook.signature import sign
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.models import ConversationState, utcnow
 from conversation.service import ConversationService, TemplateInvalid, to_definition
+from templates.loader import load_directory
+from webhook.signature import sign
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
 conversations_cli = AppGroup("conversations", help="Inspect and end live conversations.")

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from conversation.payload import parse_payload
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conversation.db import session_scope
 from conversation.engine import EngineConfig
 from conversation.inbound import apply_status, process_event
 from conversation.models import InboundMessage, utcnow
+from conversation.payload import parse_payload
 from settings import Settings
 
 log = logging.getLogger(__name__)
