@@ -2,7 +2,7 @@
 
 Every entry × change × message/status is read on its own; a malformed item becomes a
 ``SkippedItem`` with the reason, and its siblings are still parsed (Meta batches up to
-1,000 items in one POST).
+1,000 items in one POST). Field shapes: /work/shared/whatsapp/cloud-api-facts.md §2.
 """
 
 from __future__ import annotations
@@ -15,19 +15,31 @@ from typing import Any
 
 from conversation.events import EventKind, InboundEvent, StatusEvent, UserRef
 
-MEDIA_TYPES = {"image", "audio", "video", "document", "sticker"}
+WABA_OBJECT = "whatsapp_business_account"
+MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 SIMPLE_KINDS: dict[str, EventKind] = {"location": "location", "contacts": "contacts", "reaction": "reaction"}
-_BSUID = re.compile(r"^[A-Za-z]{2}\.[A-Za-z0-9.]{1,140}$")
-_PHONE = re.compile(r"^\+?\d{5,20}$")
+CHOICE_REPLIES = ("button_reply", "list_reply")
+
+# Shapes are checked because these strings become database keys (column widths in
+# conversation/models.py) and recipients of replies; junk must stop here, per item.
+_BSUID = re.compile(r"[A-Za-z]{2}\.[A-Za-z0-9.]{1,150}")  # "US.1349…", "US.ENT.…"
+_PHONE = re.compile(r"\+?[0-9]{5,20}")
+_ID = re.compile(r"[\x21-\x7e]{1,256}")  # wamids: printable ASCII, no spaces
+_NUMBER_ID = re.compile(r"[\x21-\x7e]{1,64}")  # phone_number_id
+_RECIPIENT = re.compile(r"[\x21-\x7e]{1,160}")  # phone, BSUID or group id
+_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_STATUS = re.compile(r"[a-z_]{1,16}")
+_SECONDS = re.compile(r"[0-9]{1,11}")  # Unix seconds; 11 digits reaches year 5138
+_NAME_MAX = 256
 
 
 class _Bad(ValueError):
-    """An item that cannot be read; becomes a SkippedItem."""
+    """An item that cannot be read; becomes a SkippedItem with this message."""
 
 
 @dataclass(frozen=True)
 class SkippedItem:
-    where: str
+    where: str  # e.g. "entry[0].changes[1].messages[3]"
     reason: str
 
 
@@ -36,149 +48,196 @@ class ParsedPayload:
     messages: list[InboundEvent] = field(default_factory=list)
     statuses: list[StatusEvent] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
-    ignored: bool = False
+    ignored: bool = False  # the whole payload is not for the engine (not an error)
     reason: str = ""
 
 
 def parse_payload(raw: str | bytes) -> ParsedPayload:
-    out = ParsedPayload()
+    """Every readable message and status of one webhook body; never raises.
+
+    Messages come back in timestamp order per user (stable: ties keep Meta's order);
+    different users keep the slots Meta gave them.
+    """
     try:
-        document = json.loads(raw)
-    except (ValueError, TypeError, RecursionError):
-        return ParsedPayload(ignored=True, reason="not JSON")
-    if not isinstance(document, dict) or document.get("object") != "whatsapp_business_account":
-        return ParsedPayload(ignored=True, reason="not a whatsapp_business_account payload")
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+        document = json.loads(text)
+    except (ValueError, TypeError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return ParsedPayload(ignored=True, reason="not JSON (or not UTF-8)")
+    if not isinstance(document, dict) or document.get("object") != WABA_OBJECT:
+        return ParsedPayload(ignored=True, reason=f"object is not {WABA_OBJECT!r}")
+    out = ParsedPayload()
     entries = document.get("entry")
     if not isinstance(entries, list):
-        return ParsedPayload(ignored=True, reason="no entry list")
+        out.skipped.append(SkippedItem("entry", "entry is not a list"))
+        return out
+    fields: set[str] = set()
     for i, entry in enumerate(entries):
         changes = entry.get("changes") if isinstance(entry, dict) else None
         if not isinstance(changes, list):
             out.skipped.append(SkippedItem(f"entry[{i}]", "entry has no changes list"))
             continue
         for j, change in enumerate(changes):
-            _parse_change(change, f"entry[{i}].changes[{j}]", out)
-    # One user's messages in timestamp order; the sort is stable, so ties keep Meta's order.
-    out.messages.sort(key=lambda e: e.timestamp)
+            try:
+                _parse_change(change, f"entry[{i}].changes[{j}]", out, fields)
+            except Exception as exc:  # belt and braces; items already catch their own
+                out.skipped.append(SkippedItem(f"entry[{i}].changes[{j}]", _unexpected(exc)))
+    if fields and "messages" not in fields and not out.skipped:
+        out.ignored = True
+        out.reason = "no 'messages' change (fields: " + ", ".join(sorted(fields)[:5]) + ")"
+    out.messages = _order_per_user(out.messages)
     return out
 
 
-def _parse_change(change: Any, where: str, out: ParsedPayload) -> None:
+def _parse_change(change: Any, where: str, out: ParsedPayload, fields: set[str]) -> None:
     if not isinstance(change, dict):
         out.skipped.append(SkippedItem(where, "change is not an object"))
         return
-    if change.get("field") != "messages":
+    name = change.get("field")
+    fields.add(name[:64] if isinstance(name, str) else "?")
+    if name != "messages":
         return  # other subscriptions (account alerts, template updates): not for the engine
     value = change.get("value")
     if not isinstance(value, dict):
         out.skipped.append(SkippedItem(where, "change has no value object"))
         return
+    messages, statuses = _list(value.get("messages")), _list(value.get("statuses"))
     metadata = value.get("metadata")
-    phone_number_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
-    messages, statuses = value.get("messages"), value.get("statuses")
-    if not isinstance(phone_number_id, str | int) or isinstance(phone_number_id, bool) or not str(phone_number_id):
-        if messages or statuses:
-            out.skipped.append(SkippedItem(where, "metadata.phone_number_id missing: nowhere to reply from"))
+    number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+    phone_number_id = number if isinstance(number, str) and _NUMBER_ID.fullmatch(number) else None
+    if phone_number_id is None:
+        # Without it no reply can be sent and no status attributed to a number.
+        for kind, items in (("messages", messages), ("statuses", statuses)):
+            for k in range(len(items)):
+                out.skipped.append(
+                    SkippedItem(f"{where}.{kind}[{k}]", "value.metadata.phone_number_id missing or invalid")
+                )
         return
-    contacts = value.get("contacts") if isinstance(value.get("contacts"), list) else []
-    for k, item in enumerate(messages if isinstance(messages, list) else []):
+    contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
+    for k, item in enumerate(messages):
         try:
-            out.messages.append(_message(item, contacts, str(phone_number_id)))
-        except _Bad as exc:
-            out.skipped.append(SkippedItem(f"{where}.messages[{k}]", str(exc)))
-        except Exception as exc:  # belt and braces: nothing escapes, the item is reported
-            out.skipped.append(SkippedItem(f"{where}.messages[{k}]", f"unreadable: {exc.__class__.__name__}"))
-    for k, item in enumerate(statuses if isinstance(statuses, list) else []):
+            out.messages.append(_message(item, contacts, phone_number_id))
+        except Exception as exc:  # _Bad, or anything unforeseen: the item is reported
+            out.skipped.append(SkippedItem(f"{where}.messages[{k}]", _reason(exc)))
+    for k, item in enumerate(statuses):
         try:
             out.statuses.append(_status(item))
-        except _Bad as exc:
-            out.skipped.append(SkippedItem(f"{where}.statuses[{k}]", str(exc)))
         except Exception as exc:
-            out.skipped.append(SkippedItem(f"{where}.statuses[{k}]", f"unreadable: {exc.__class__.__name__}"))
+            out.skipped.append(SkippedItem(f"{where}.statuses[{k}]", _reason(exc)))
 
 
-def _str(obj: dict[str, Any], key: str, required: bool = True) -> str | None:
-    value = obj.get(key)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if required:
-        raise _Bad(f"{key} missing or not a string")
-    return None
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, _Bad) else _unexpected(exc)
 
 
-def _timestamp(obj: dict[str, Any]) -> datetime:
-    raw = obj.get("timestamp")
+def _unexpected(exc: Exception) -> str:
+    return f"unreadable ({exc.__class__.__name__})"
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _id(value: Any) -> str | None:
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
+
+
+def _text(value: Any) -> str | None:
+    """Display text made storable: no NULs (Postgres refuses them), no lone surrogates."""
+    if not isinstance(value, str):
+        return None
+    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _timestamp(value: Any) -> datetime:
+    # Meta sends a string of digits; an int is tolerated. bool and float are junk.
+    digits = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(digits, str) or not _SECONDS.fullmatch(digits):
+        raise _Bad("timestamp missing or not Unix seconds")
     try:
-        seconds = int(raw)  # type: ignore[arg-type]
-        return datetime.fromtimestamp(seconds, UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        raise _Bad("timestamp missing or not Unix seconds") from None
+        return datetime.fromtimestamp(int(digits), UTC)
+    except (OverflowError, ValueError, OSError):
+        raise _Bad("timestamp out of range") from None
 
 
-def _user(item: dict[str, Any], contacts: list[Any]) -> UserRef:
-    sender = _str(item, "from", required=False)
-    phone = sender if sender and _PHONE.match(sender) else None
-    user_id = sender if sender and not phone and _BSUID.match(sender) else None
-    candidates = [c for c in contacts if isinstance(c, dict)]
-    contact = next((c for c in candidates if sender and c.get("wa_id") == sender), None)
-    if contact is None and len(candidates) == 1:
-        contact = candidates[0]
+def _phone(value: Any) -> str | None:
+    return value.lstrip("+") if isinstance(value, str) and _PHONE.fullmatch(value) else None
+
+
+def _bsuid(value: Any) -> str | None:
+    return value if isinstance(value, str) and _BSUID.fullmatch(value) else None
+
+
+def _user(item: dict[str, Any], contacts: list[dict[str, Any]]) -> UserRef:
+    """The message's own ``from`` wins; the matching contact fills in the rest."""
+    sender = item.get("from")
+    # BSUID-only users: some payloads carry the BSUID in `from` instead of a phone.
+    phone, user_id = _phone(sender), _bsuid(sender)
+    contact = None
+    if phone:
+        contact = next((c for c in contacts if _phone(c.get("wa_id")) == phone), None)
+    elif user_id:
+        contact = next((c for c in contacts if c.get("user_id") == user_id), None)
+    if contact is None and len(contacts) == 1:
+        contact = contacts[0]
     name = None
     if contact is not None:
-        wa_id = _str(contact, "wa_id", required=False)
-        phone = phone or (wa_id if wa_id and _PHONE.match(wa_id) else None)
-        bsuid = _str(contact, "user_id", required=False)
-        user_id = bsuid if bsuid and _BSUID.match(bsuid) else user_id
+        phone = phone or _phone(contact.get("wa_id"))
+        user_id = user_id or _bsuid(contact.get("user_id"))
         profile = contact.get("profile")
-        if isinstance(profile, dict) and isinstance(profile.get("name"), str):
-            name = profile["name"][:256]
+        if isinstance(profile, dict):
+            name = _text(profile.get("name")) or _text(profile.get("username"))
     if not phone and not user_id:
-        raise _Bad("no user identity (neither BSUID nor phone)")
-    return UserRef(user_id=user_id, phone=phone.lstrip("+") if phone else None, profile_name=name)
+        raise _Bad("no user identity (neither a BSUID nor a phone number)")
+    return UserRef(user_id=user_id, phone=phone, profile_name=name[:_NAME_MAX] if name else None)
 
 
-def _message(item: Any, contacts: list[Any], phone_number_id: str) -> InboundEvent:
+def _message(item: Any, contacts: list[dict[str, Any]], phone_number_id: str) -> InboundEvent:
     if not isinstance(item, dict):
         raise _Bad("message is not an object")
-    wamid = _str(item, "id")
-    assert wamid is not None
-    mtype = _str(item, "type", required=False) or "unsupported"
+    wamid = _id(item.get("id"))
+    if wamid is None:
+        raise _Bad("id (wamid) missing or invalid")
+    mtype = item.get("type")
+    if not isinstance(mtype, str) or not _TYPE.fullmatch(mtype):
+        raise _Bad("type missing or invalid")
     context = item.get("context")
-    context_wamid = _str(context, "id", required=False) if isinstance(context, dict) else None
-    base = {
-        "wamid": wamid[:256],
+    base: dict[str, Any] = {
+        "wamid": wamid,
         "user": _user(item, contacts),
         "phone_number_id": phone_number_id,
-        "timestamp": _timestamp(item),
-        "message_type": mtype[:32],
-        "context_wamid": context_wamid,
+        "timestamp": _timestamp(item.get("timestamp")),
+        "message_type": mtype,
+        "context_wamid": _id(context.get("id")) if isinstance(context, dict) else None,
         "raw": item,
     }
     body = item.get(mtype)
+    body = body if isinstance(body, dict) else {}
     if mtype == "text":
-        text = body.get("body") if isinstance(body, dict) else None
-        if not isinstance(text, str):
+        text = _text(body.get("body"))
+        if text is None:
             raise _Bad("text message without text.body")
         return InboundEvent(kind="text", text=text, **base)
     if mtype == "interactive":
-        if not isinstance(body, dict):
-            raise _Bad("interactive message without its object")
-        reply = body.get(str(body.get("type")))
-        if not isinstance(reply, dict):
-            return InboundEvent(kind="unsupported", **base)
-        choice_id = _str(reply, "id")
-        title = _str(reply, "title", required=False)
-        return InboundEvent(kind="choice", choice_id=choice_id, text=title, **base)
-    if mtype == "button":
-        if not isinstance(body, dict):
-            raise _Bad("button message without its object")
-        payload = _str(body, "payload", required=False) or _str(body, "text")
-        return InboundEvent(kind="choice", choice_id=payload, text=_str(body, "text", required=False), **base)
+        reply_type = body.get("type")
+        if reply_type not in CHOICE_REPLIES:
+            return InboundEvent(kind="unsupported", **base)  # flow replies and the like
+        reply = body.get(reply_type)
+        if not isinstance(reply, dict) or not (choice_id := _text(reply.get("id"))):
+            raise _Bad(f"interactive {reply_type} without an id")
+        return InboundEvent(kind="choice", choice_id=choice_id, text=_text(reply.get("title")), **base)
+    if mtype == "button":  # a template's quick-reply button
+        label = _text(body.get("text"))
+        choice_id = _text(body.get("payload")) or label
+        if not choice_id:
+            raise _Bad("button message without payload or text")
+        return InboundEvent(kind="choice", choice_id=choice_id, text=label, **base)
     if mtype in MEDIA_TYPES:
-        caption = body.get("caption") if isinstance(body, dict) else None
-        return InboundEvent(kind="media", text=caption if isinstance(caption, str) else None, **base)
+        return InboundEvent(kind="media", text=_text(body.get("caption")), **base)
+    if mtype == "reaction":
+        # The emoji is absent when the user removes a reaction; message_id names the
+        # message of ours reacted to, which is what context_wamid means elsewhere.
+        base["context_wamid"] = base["context_wamid"] or _id(body.get("message_id"))
+        return InboundEvent(kind="reaction", text=_text(body.get("emoji")), **base)
     if mtype in SIMPLE_KINDS:
         return InboundEvent(kind=SIMPLE_KINDS[mtype], **base)
     return InboundEvent(kind="unsupported", **base)
@@ -187,14 +246,35 @@ def _message(item: Any, contacts: list[Any], phone_number_id: str) -> InboundEve
 def _status(item: Any) -> StatusEvent:
     if not isinstance(item, dict):
         raise _Bad("status is not an object")
-    wamid = _str(item, "id")
-    status = _str(item, "status")
-    assert wamid is not None and status is not None
+    wamid = _id(item.get("id"))
+    if wamid is None:
+        raise _Bad("id (wamid) missing or invalid")
+    status = item.get("status")
+    if not isinstance(status, str) or not _STATUS.fullmatch(status):
+        raise _Bad("status missing or invalid")
+    recipient = None
+    for key in ("recipient_id", "recipient_user_id", "user_id"):
+        value = item.get(key)
+        if isinstance(value, str) and _RECIPIENT.fullmatch(value):
+            recipient = _phone(value) or value
+            break
     code = title = None
     errors = item.get("errors")
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        raw_code = errors[0].get("code")
-        code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
-        title = errors[0].get("title") if isinstance(errors[0].get("title"), str) else None
-    recipient = _str(item, "recipient_id", required=False) or _str(item, "recipient_user_id", required=False)
-    return StatusEvent(wamid, status, _timestamp(item), recipient, code, title)
+    first = errors[0] if isinstance(errors, list) and errors else None
+    if isinstance(first, dict):
+        raw_code = first.get("code")
+        if isinstance(raw_code, int) and not isinstance(raw_code, bool) and abs(raw_code) < 2**31:
+            code = raw_code
+        elif isinstance(raw_code, str) and re.fullmatch(r"[0-9]{1,9}", raw_code):
+            code = int(raw_code)
+        title = _text(first.get("title"))
+    return StatusEvent(wamid, status, _timestamp(item.get("timestamp")), recipient, code, title)
+
+
+def _order_per_user(messages: list[InboundEvent]) -> list[InboundEvent]:
+    """Sort each user's messages by timestamp, leaving every user in the slots Meta used."""
+    by_user: dict[str, list[InboundEvent]] = {}
+    for event in messages:
+        by_user.setdefault(event.user.key, []).append(event)
+    queues = {key: iter(sorted(events, key=lambda e: e.timestamp)) for key, events in by_user.items()}
+    return [next(queues[event.user.key]) for event in messages]

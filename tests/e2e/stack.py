@@ -94,8 +94,19 @@ class Stack:
     def start_redis(self) -> None:
         self._spawn(
             "redis",
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
         )
         wait_until(self._redis_up, 10, "private redis")
 
@@ -114,22 +125,57 @@ class Stack:
         self.start_redis()
         subprocess.run(
             [str(BIN / "flask"), "--app", "webhook", "templates", "load", "templates/"],
-            cwd=ROOT, env=self.env(), check=True, capture_output=True,
+            cwd=ROOT,
+            env=self.env(),
+            check=True,
+            capture_output=True,
         )
         self._spawn(
             "web",
-            [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{self.web_port}",
-             "--workers", "2", "--timeout", "30"],
+            [
+                str(BIN / "gunicorn"),
+                "webhook:create_app()",
+                "--bind",
+                f"127.0.0.1:{self.web_port}",
+                "--workers",
+                "2",
+                "--timeout",
+                "30",
+            ],
         )
         for n in (1, 2):
             self._spawn(
                 f"worker{n}",
-                [str(BIN / "celery"), "-A", "worker", "worker", "-n", f"e2e{n}@%h", "-c", "2",
-                 "-Q", "inbound,outbound,maintenance", "--without-gossip", "--without-mingle",
-                 "--loglevel", "INFO"],
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "worker",
+                    "worker",
+                    "-n",
+                    f"e2e{n}@%h",
+                    "-c",
+                    "2",
+                    "-Q",
+                    "inbound,outbound,maintenance",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel",
+                    "INFO",
+                ],
             )
-        self._spawn("beat", [str(BIN / "celery"), "-A", "celery_beat", "beat", "--loglevel", "INFO",
-                             "--schedule", str(self.workdir / "beat-schedule")])
+        self._spawn(
+            "beat",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "celery_beat",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.workdir / "beat-schedule"),
+            ],
+        )
         wait_until(self._web_up, 30, "gunicorn")
 
     def _web_up(self) -> bool:
@@ -213,7 +259,10 @@ def webhook(
         value["contacts"] = list(contacts)
     if statuses:
         value["statuses"] = list(statuses)
-    return {"object": "whatsapp_business_account", "entry": [{"id": "0", "changes": [{"field": "messages", "value": value}]}]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "0", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 def combine(*payloads: dict[str, Any]) -> dict[str, Any]:
