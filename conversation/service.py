@@ -135,18 +135,21 @@ class ConversationService:
         return self.get_template(name) if name else None
 
     def validate_templates(self, incoming: Mapping[str, TemplateDef], removed: Iterable[str] = ()) -> list[LintError]:
-        """Lint ``incoming`` together with the stored templates it would live beside."""
+        """Lint ``incoming`` together with the stored templates it would live beside.
+
+        Only errors this change introduces are returned: a stored template that was
+        already broken does not block an unrelated update.
+        """
         gone = set(removed)
-        stored = {
-            name: d
-            for name, d in _definitions(self.session.scalars(select(WorkflowTemplate))).items()
-            if name not in gone
-        }
-        combined = stored | dict(incoming)
-        sources = {name: f"template {name}" for name in combined}
-        errors = lint_definitions(combined, sources, ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
-        # Errors only in stored templates that this change does not touch are not its fault.
-        return [e for e in errors if e.template in incoming or e.template is None or e.template in gone]
+        stored = _definitions(self.session.scalars(select(WorkflowTemplate)))
+        after = {n: d for n, d in stored.items() if n not in gone} | dict(incoming)
+
+        def run(defs: Mapping[str, TemplateDef]) -> list[LintError]:
+            sources = {name: f"template {name}" for name in defs}
+            return lint_definitions(defs, sources, ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
+
+        before = set(run(stored))
+        return [e for e in run(after) if e not in before]
 
     def create_template(self, definition: TemplateDef) -> WorkflowTemplate:
         if self.get_template(definition.template_name) is not None:

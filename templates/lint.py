@@ -1,14 +1,28 @@
 """Graph rules over a set of validated templates: nothing that could strand a customer loads.
 
-Mirrors the engine (``conversation/engine.py``): a step with options is a choice step,
-otherwise an input step; a target is a step of the same template, else a template, else
-``<name>_flow`` as an alias of template ``<name>``.
+Mirrors the step engine (``conversation/engine.py``) without importing it:
+
+- a template starts by sending its entry message; the customer is then at ``initial`` with
+  only the globals in the context;
+- a step with options (``initial``: the entry message's) is a choice step, else an input
+  step; a choice stores ``key`` and ``key_title``, an input stores ``key``;
+- after an answer: choice → ``next_steps[option]`` else ``next_step``; input with validation
+  ``yes_no`` → ``next_steps[yes|no]`` else ``next_step``; other input → ``next_step``;
+- a target is a step of the same template, else an active template, else ``<name>_flow``
+  (alias of template ``<name>``); a template target starts that template afresh;
+- entering a step runs its action, sends its prompt and/or message, then ends the
+  conversation if ``end_conversation``.
+
+Action names and the keys they set come in as a parameter: this package never imports
+``conversation``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import difflib
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from templates.normalize import normalize
 from templates.placeholders import PlaceholderError, placeholders
@@ -16,58 +30,66 @@ from templates.schema import HttpAction, Step, TemplateDef
 
 INITIAL = "initial"
 ALIAS_SUFFIX = "_flow"
+YES_NO = ("yes", "no")
 
 
 @dataclass(frozen=True)
 class LintError:
+    """One problem, printed as one line: ``{file}: step {step}: {message}``."""
+
     file: str
     template: str | None
     step: str | None
     field: str | None
-    message: str
+    message: str  # starts with the field when there is one
 
     def sort_key(self) -> tuple[str, str, str, str]:
         return (self.file, self.step or "", self.field or "", self.message)
 
     def __str__(self) -> str:
-        where = f"step {self.step}: " if self.step else ""
-        return f"{self.file}: {where}{self.message}"
+        where = f"step {self.step}: " if self.step is not None else ""
+        return " ".join(f"{self.file}: {where}{self.message}".splitlines())
 
 
-def resolve_template(target: str, templates: Mapping[str, TemplateDef]) -> str | None:
-    if target in templates:
-        return target
-    if target.endswith(ALIAS_SUFFIX) and target[: -len(ALIAS_SUFFIX)] in templates:
-        return target[: -len(ALIAS_SUFFIX)]
-    return None
-
-
-def targets(template: TemplateDef, name: str) -> list[tuple[str, str]]:
-    """(field, target) pairs of step ``name``."""
-    step = template.steps[name]
-    out = [("next_step", step.next_step)] if step.next_step else []
-    out += [(f"next_steps.{key}", value) for key, value in (step.next_steps or {}).items()]
-    return out
-
-
-def _texts(step: Step) -> Iterator[tuple[str, str]]:
-    """(field, text) of everything shown on entering the step."""
-    if step.prompt:
-        yield "prompt", step.prompt
-    if step.message is not None:
-        yield from _message_texts(step.message.model_dump(exclude_none=True), "message")
-
-
-def _message_texts(node: object, path: str) -> Iterator[tuple[str, str]]:
+def message_texts(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(field, text) of every string the engine renders in a dumped message (not ids, types)."""
     if isinstance(node, str):
         yield path, node
     elif isinstance(node, dict):
         for key, value in node.items():
             if key not in {"id", "type", "steps"}:
-                yield from _message_texts(value, f"{path}.{key}")
+                yield from message_texts(value, f"{path}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _message_texts(value, f"{path}[{i}]")
+            yield from message_texts(value, f"{path}[{i}]")
+
+
+def _step_texts(step: Step) -> Iterator[tuple[str, str]]:
+    """(field, text) shown on entering the step or on an invalid answer to it."""
+    if step.prompt:
+        yield "prompt", step.prompt
+    if step.message is not None:
+        yield from message_texts(step.message.model_dump(exclude_none=True), "message")
+    if step.error:
+        yield "error", step.error
+
+
+def transitions(template: TemplateDef, name: str) -> list[tuple[str, str]]:
+    """(field, target) pairs the engine can actually take after an answer to step ``name``."""
+    step = template.steps[name]
+    if step.end_conversation:
+        return []
+    branches = step.next_steps or {}
+    if options := template.step_options(name):
+        answers = [o.id for o in options]
+    elif step.validation is not None and step.validation.type == "yes_no":
+        answers = list(YES_NO)
+    else:
+        answers = []
+    out = [(f"next_steps.{a}", branches[a]) for a in answers if a in branches]
+    if step.next_step and (not answers or any(a not in branches for a in answers)):
+        out.append(("next_step", step.next_step))
+    return out
 
 
 class _Linter:
@@ -77,22 +99,22 @@ class _Linter:
         sources: Mapping[str, str],
         actions: Mapping[str, frozenset[str]],
         globals_: frozenset[str],
+        also_known: Collection[str],
     ) -> None:
         self.templates = templates
         self.sources = sources
         self.actions = actions
         self.globals = globals_
+        self.also_known = set(also_known)
         self.errors: list[LintError] = []
 
-    def error(self, template: str | None, step: str | None, field: str | None, message: str) -> None:
-        self.errors.append(LintError(self.sources.get(template or "", template or "?"), template, step, field, message))
+    def error(self, template: str, step: str | None, field: str | None, message: str) -> None:
+        self.errors.append(LintError(self.sources.get(template, template), template, step, field, message))
 
     def provides(self, step: Step) -> frozenset[str]:
         if isinstance(step.action, HttpAction):
             return frozenset(step.action.provides)
-        if isinstance(step.action, str):
-            return self.actions.get(step.action, frozenset())
-        return frozenset()
+        return self.actions.get(step.action, frozenset()) if step.action else frozenset()
 
     def run(self) -> list[LintError]:
         for name, template in self.templates.items():
@@ -100,164 +122,235 @@ class _Linter:
         self.keywords()
         return sorted(set(self.errors), key=LintError.sort_key)
 
+    # --- one template ----------------------------------------------------------------
+
     def template(self, name: str, t: TemplateDef) -> None:
-        steps = t.steps
-        initial = steps[INITIAL]
-        if initial.prompt is not None or initial.message is not None:
+        initial = t.steps[INITIAL]
+        for field, present in (("prompt", initial.prompt), ("message", initial.message)):
+            if present is not None:
+                self.error(name, INITIAL, field, f"{field}: not allowed on initial (the entry message is its message)")
+        if initial.action is not None:
             self.error(
-                name, INITIAL, "prompt", "initial must not have its own prompt or message: the entry message is it"
+                name, INITIAL, "action", "action: does not run on initial (a template starts with its entry message)"
             )
-        for field, text in _message_texts(t.entry_message(), "menu_structure"):
-            self.placeholders(name, None, field, text, self.globals)
-        edges: dict[str, set[str]] = {s: set() for s in steps}
-        for step_name, step in steps.items():
-            self.step(name, t, step_name, step)
-            for field, target in targets(t, step_name):
-                if target in steps:
-                    edges[step_name].add(target)
-                elif resolve_template(target, self.templates) is None:
-                    self.error(name, step_name, field, f"{field} '{target}' is not a step of {name} nor a template")
-        reachable = self.reachable(edges)
-        for step_name in steps:
-            if step_name not in reachable:
-                self.error(name, step_name, None, "unreachable from initial: no option or next_step leads here")
+        if initial.end_conversation:
+            self.error(
+                name, INITIAL, "end_conversation", "end_conversation: not allowed on initial; end on a later step"
+            )
+        only = ", ".join(sorted(self.globals)) or "none"
+        for field, text in message_texts(t.entry_message(), "menu_structure"):
+            for p in self.used(name, None, field, text):
+                if p not in self.globals:
+                    message = (
+                        f"{field}: placeholder {{{p}}} is not available in the entry message (only globals: {only})"
+                    )
+                    self.error(name, None, field, message)
+        for step_name in t.steps:
+            self.step(name, t, step_name)
+        edges, blind = self.edges(t)
+        reachable = {INITIAL}
+        todo = [INITIAL]
+        while todo:
+            for target in sorted(edges[todo.pop()] - reachable):
+                reachable.add(target)
+                todo.append(target)
+        for step_name in t.steps:
+            if step_name not in reachable and not blind:
+                self.error(name, step_name, None, "unreachable from initial")
         self.dataflow(name, t, edges, reachable)
 
-    def step(self, name: str, t: TemplateDef, step_name: str, step: Step) -> None:
-        options = [o.id for o in t.step_options(step_name)]
+    def edges(self, t: TemplateDef) -> tuple[dict[str, set[str]], bool]:
+        """Step → steps it can lead to; True when a broken target hides where it leads.
+
+        A target that names nothing but looks like a step's name ('confirmaton') is taken as
+        that step, so one typo is reported once, not again as every step behind it.
+        """
+        edges: dict[str, set[str]] = {s: set() for s in t.steps}
+        blind = False
+        for s in t.steps:
+            for _, target in transitions(t, s):
+                if target not in t.steps and self.template_of(target) is None:
+                    guess = difflib.get_close_matches(target, list(t.steps), n=1, cutoff=0.8)
+                    target, blind = (guess[0], blind) if guess else (target, True)
+                if target in t.steps:
+                    edges[s].add(target)
+        return edges, blind
+
+    def template_of(self, target: str) -> str | None:
+        """The template a target names (directly or as ``<name>_flow``), if it exists."""
+        for candidate in (target, target.removesuffix(ALIAS_SUFFIX)):
+            if candidate in self.templates or candidate in self.also_known:
+                return candidate
+        return None
+
+    def target(self, name: str, t: TemplateDef, step_name: str, field: str, target: str) -> None:
+        if target in t.steps:
+            return
+        other = self.template_of(target)
+        if other is None:
+            self.error(name, step_name, field, f"{field} '{target}' is not a step of {name} nor a template")
+        elif other in self.templates and not self.templates[other].is_active:
+            message = f"{field} '{target}': template {other} is not active, switching to it would drop the customer"
+            self.error(name, step_name, field, message)
+
+    def step(self, name: str, t: TemplateDef, step_name: str) -> None:
+        step = t.steps[step_name]
         if isinstance(step.action, str) and step.action not in self.actions:
-            known = ", ".join(sorted(self.actions)) or "none"
-            self.error(name, step_name, "action", f"action '{step.action}' is not registered (known: {known})")
+            known = ", ".join(sorted(self.actions))
+            hint = f"registered: {known}" if known else "no actions are registered"
+            self.error(name, step_name, "action", f"action: unknown action '{step.action}' ({hint})")
+        branches = step.next_steps or {}
+        if step.next_step:
+            self.target(name, t, step_name, "next_step", step.next_step)
+        for key, target in branches.items():
+            self.target(name, t, step_name, f"next_steps.{key}", target)
+        options = [o.id for o in t.step_options(step_name)]
         if step.end_conversation:
             for field, present in (
                 ("next_step", step.next_step),
-                ("next_steps", step.next_steps),
+                ("next_steps", branches),
                 ("validation", step.validation),
             ):
                 if present:
-                    self.error(name, step_name, field, f"{field} on a step that ends the conversation")
+                    self.error(name, step_name, field, f"{field}: not allowed on a step that ends the conversation")
             if options:
-                self.error(
-                    name, step_name, "message", "options on a step that ends the conversation: taps would go nowhere"
-                )
+                message = "message: offers options on a step that ends the conversation; nobody could answer them"
+                self.error(name, step_name, "message", message)
             return
-        if not step.next_step and not step.next_steps:
-            self.error(name, step_name, "next_step", "dead end: the step neither moves on nor ends the conversation")
+        if step_name != INITIAL and step.prompt is None and step.message is None:
+            message = "prompt missing: the step waits for an answer but sends no prompt or message"
+            self.error(name, step_name, "prompt", message)
+        if not step.next_step and not branches:
+            message = "next_step missing: the step neither moves on (next_step, next_steps) nor ends (end_conversation)"
+            self.error(name, step_name, "next_step", message)
             return
-        next_steps = step.next_steps or {}
         if options:
-            if step.validation is not None:
-                self.error(name, step_name, "validation", "validation on a step that offers options")
-            for key in next_steps:
-                if key not in options:
-                    self.error(name, step_name, f"next_steps.{key}", f"next_steps.{key}: '{key}' is not an option id")
-            if not step.next_step:
-                for option in options:
-                    if option not in next_steps:
-                        self.error(name, step_name, "next_steps", f"next_steps: option '{option}' has no transition")
-            return
-        if next_steps:
-            yes_no = step.validation is not None and step.validation.type == "yes_no"
-            if not yes_no:
-                self.error(name, step_name, "next_steps", "next_steps on an input step needs validation yes_no")
-                return
-            for key in next_steps:
-                if key not in {"yes", "no"}:
-                    self.error(name, step_name, f"next_steps.{key}", f"next_steps.{key}: only yes and no are answers")
-            if not step.next_step and {"yes", "no"} - set(next_steps):
-                self.error(name, step_name, "next_steps", "next_steps: both yes and no need a transition")
+            self.choice(name, step_name, step, options)
+        elif branches:
+            self.input_branches(name, step_name, step)
 
-    @staticmethod
-    def reachable(edges: Mapping[str, set[str]]) -> set[str]:
-        seen, todo = {INITIAL}, [INITIAL]
-        while todo:
-            for nxt in edges[todo.pop()]:
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
+    def choice(self, name: str, step_name: str, step: Step, options: list[str]) -> None:
+        branches = step.next_steps or {}
+        if step.validation is not None:
+            message = "validation: not allowed on a choice step (it is answered with buttons or list rows)"
+            self.error(name, step_name, "validation", message)
+        for key in branches:
+            if key not in options:
+                message = f"next_steps.{key}: '{key}' is not an option of this step (options: {', '.join(options)})"
+                self.error(name, step_name, f"next_steps.{key}", message)
+        if not step.next_step:
+            for option in options:
+                if option not in branches:
+                    message = f"next_steps: option '{option}' has no transition (add it, or give next_step)"
+                    self.error(name, step_name, "next_steps", message)
+
+    def input_branches(self, name: str, step_name: str, step: Step) -> None:
+        branches = step.next_steps or {}
+        if step.validation is None or step.validation.type != "yes_no":
+            message = "next_steps: only choice steps and validation yes_no branch; use next_step"
+            self.error(name, step_name, "next_steps", message)
+            return
+        for key in branches:
+            if key not in YES_NO:
+                message = f"next_steps.{key}: '{key}' is not an answer of validation yes_no (yes, no)"
+                self.error(name, step_name, f"next_steps.{key}", message)
+        if not step.next_step:
+            for answer in YES_NO:
+                if answer not in branches:
+                    message = f"next_steps: answer '{answer}' has no transition (add it, or give next_step)"
+                    self.error(name, step_name, "next_steps", message)
+
+    # --- placeholders ----------------------------------------------------------------
+
+    def used(self, name: str, step: str | None, field: str, text: str) -> list[str]:
+        """Placeholders in ``text``; an invalid one is reported and nothing is returned."""
+        try:
+            return list(dict.fromkeys(placeholders(text)))
+        except PlaceholderError as exc:
+            self.error(name, step, field, f"{field}: {exc}; write {{{{ and }}}} for literal braces")
+            return []
 
     def dataflow(self, name: str, t: TemplateDef, edges: Mapping[str, set[str]], reachable: set[str]) -> None:
-        """Must-set analysis: a placeholder must be set on every path into its step."""
+        """Must-set analysis: a placeholder must be set on every path into the step using it."""
         steps = t.steps
-        universe = (
-            self.globals
-            | frozenset(k for s_name, s in steps.items() for k in (s.key(s_name), s.key(s_name) + "_title"))
-            | frozenset(k for s in steps.values() for k in self.provides(s))
-        )
-        into: dict[str, frozenset[str]] = {s: (self.globals if s == INITIAL else universe) for s in reachable}
+        preds = {s: sorted(p for p in reachable if s in edges[p]) for s in reachable}
+        into: dict[str, frozenset[str] | None] = {s: None for s in reachable}  # None: no path seen yet
+        into[INITIAL] = self.globals
 
-        def out(step_name: str) -> frozenset[str]:
-            step = steps[step_name]
-            key = step.key(step_name)
-            answered = {key, key + "_title"} if t.step_options(step_name) else {key}
-            return into[step_name] | self.provides(step) | answered
+        def out(s: str) -> frozenset[str] | None:
+            known = into[s]
+            if known is None:
+                return None
+            key = steps[s].key(s)
+            answered = {key, f"{key}_title"} if t.step_options(s) else {key}
+            return known | (self.provides(steps[s]) if s != INITIAL else frozenset()) | answered
 
         changed = True
         while changed:
             changed = False
-            for step_name in reachable:
-                if step_name == INITIAL:
-                    continue
-                preds = [p for p in reachable if step_name in edges[p]]
-                new = frozenset.intersection(*(out(p) for p in preds)) if preds else self.globals
-                if new != into[step_name]:
-                    into[step_name] = new
-                    changed = True
-        for step_name in sorted(reachable):
-            step = steps[step_name]
-            available = into[step_name] | self.provides(step)
-            for field, text in _texts(step):
-                self.placeholders(name, step_name, field, text, available)
-            if step.error:
-                self.placeholders(name, step_name, "error", step.error, into[step_name])
+            for s in sorted(reachable - {INITIAL}):
+                outs = [o for o in map(out, preds[s]) if o is not None]
+                new = frozenset.intersection(*outs) if outs else None
+                if new is not None and new != into[s]:
+                    into[s], changed = new, True
+        ever = self.globals | {k for s in steps for k in (steps[s].key(s), f"{steps[s].key(s)}_title")}
+        ever |= {k for st in steps.values() for k in self.provides(st)}
+        for s, step in sorted(steps.items()):
+            known = into.get(s)
+            runs = self.provides(step) if s != INITIAL else frozenset()
+            available = None if known is None else known | self.globals | runs
+            for field, text in _step_texts(step):
+                for p in self.used(name, s, field, text):
+                    if available is None or p in available:
+                        continue  # an unreachable step is reported as such
+                    if p not in ever:
+                        why = "is never set (no step stores it, no action provides it, not a global)"
+                    else:
+                        origin = next((q for q in preds[s] if p not in (out(q) or ())), None)
+                        why = f"is not set on every path into {s}"
+                        why += f" (not set when coming from step {origin})" if origin else ""
+                    self.error(name, s, field, f"{field}: placeholder {{{p}}} {why}")
 
-    def placeholders(self, name: str, step: str | None, field: str, text: str, available: frozenset[str]) -> None:
-        try:
-            used = placeholders(text)
-        except PlaceholderError as exc:
-            self.error(name, step, field, f"{field}: {exc}")
-            return
-        for placeholder in used:
-            if placeholder not in available:
-                self.error(
-                    name, step, field, f"{field}: placeholder {{{placeholder}}} is not set on every path into this step"
-                )
+    # --- keywords --------------------------------------------------------------------
 
     def keywords(self) -> None:
-        owners: dict[str, list[str]] = {}
+        owners: dict[str, dict[str, str]] = {}  # normalized keyword → template → keyword as written
         for name, t in self.templates.items():
-            seen: set[str] = set()
+            seen: dict[str, str] = {}
             for keyword in t.trigger_keywords:
                 norm = normalize(keyword)
                 if not norm:
-                    self.error(
-                        name, None, "trigger_keywords", f"trigger_keywords: '{keyword}' has no letters or digits"
-                    )
-                    continue
-                if norm in seen:
-                    self.error(name, None, "trigger_keywords", f"trigger_keywords: '{norm}' is listed twice")
-                    continue
-                seen.add(norm)
-                if t.is_active:
-                    owners.setdefault(norm, []).append(name)
-        for keyword, names in owners.items():
-            for name in names:
+                    message = f"trigger_keywords: '{keyword}' has no letters or digits, it can never match"
+                    self.error(name, None, "trigger_keywords", message)
+                elif norm in seen:
+                    message = f"trigger_keywords: '{keyword}' duplicates '{seen[norm]}' (keywords compare normalized)"
+                    self.error(name, None, "trigger_keywords", message)
+                else:
+                    seen[norm] = keyword
+                    if t.is_active:
+                        owners.setdefault(norm, {})[name] = keyword
+        for names in owners.values():
+            for name, keyword in names.items():
                 for other in names:
                     if other != name:
-                        self.error(
-                            name,
-                            None,
-                            "trigger_keywords",
-                            f"trigger_keywords: '{keyword}' is also a keyword of {other} ({self.sources.get(other, other)})",
-                        )
+                        source = self.sources.get(other, other)
+                        message = f"trigger_keywords: '{keyword}' is also a keyword of {other} ({source})"
+                        self.error(name, None, "trigger_keywords", message)
 
 
-def lint(
-    templates: Mapping[str, TemplateDef],
+def lint_definitions(
+    defs: Mapping[str, TemplateDef],
     sources: Mapping[str, str],
     actions: Mapping[str, frozenset[str]] | None = None,
     globals_: frozenset[str] = frozenset(),
+    *,
+    also_known: Collection[str] = (),
 ) -> list[LintError]:
-    """Every graph-rule violation in ``templates`` (validated already), sorted."""
-    return _Linter(templates, sources, actions or {}, globals_).run()
+    """Every graph-rule violation in ``defs`` (already schema-valid), sorted.
+
+    ``sources`` names where each template came from (a file, "template x"); ``actions`` maps
+    registered Python action names to the context keys they set (default: none registered);
+    ``globals_`` are placeholders always set. ``also_known`` names templates that exist but are
+    not linted here (e.g. a file that failed the schema): targets naming them are accepted.
+    """
+    return _Linter(defs, sources, actions or {}, frozenset(globals_), also_known).run()

@@ -13,13 +13,19 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from templates.lint import ALIAS_SUFFIX, LintError, lint
-from templates.schema import TemplateDef
+from templates import lint as graph
+from templates.lint import ALIAS_SUFFIX, LintError
+from templates.schema import NAME_PATTERN, TemplateDef
 
-_UNION_TAGS = {"button", "list", "text", "str", "HttpAction"}
-_UNION_FIELDS = {"menu_structure", "message", "action"}
-_LIMIT_TYPES = {"string_too_long", "too_long"}
+# Tags pydantic puts in a location for the branch of a union it tried.
+_MESSAGE_TAGS = {"button", "list", "text"}
+_ACTION_TAGS = {"str", "constrained-str", "HttpAction"}
+# Fields whose length limits are Meta's, not ours.
+_WHATSAPP_FIELDS = {"text", "title", "description", "button", "buttons", "sections", "rows", "id", "prompt", "error"}
+
+_TOP_FIELDS = {"template_type", "menu_structure.steps", "menu_structure.type"}
 
 
 @dataclass
@@ -29,84 +35,138 @@ class LoadResult:
     errors: list[LintError] = field(default_factory=list)
 
 
-def _dotted(parts: list[Any]) -> str:
+def _dotted(parts: list[str | int]) -> str:
     out = ""
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
+def _location(raw: tuple[str | int, ...]) -> tuple[str | None, list[str | int], str | None]:
+    """(step, field parts, union tag) of a pydantic location, discriminator tags removed."""
+    loc = list(raw)
+    if len(loc) >= 2 and loc[0] == "menu_structure" and loc[1] in _MESSAGE_TAGS:
+        del loc[1]
+    step = None
+    if len(loc) >= 3 and loc[:2] == ["menu_structure", "steps"]:
+        step, loc = str(loc[2]), loc[3:]
+    tag = None
+    if step is not None and len(loc) >= 2:
+        if loc[0] == "message" and loc[1] in _MESSAGE_TAGS:
+            del loc[1]
+        elif loc[0] == "action" and loc[1] in _ACTION_TAGS:
+            tag = str(loc.pop(1))
+    return step, loc, tag
+
+
+def _readable(err: ErrorDetails, parts: list[str | int]) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    last = next((p for p in reversed(parts) if isinstance(p, str)), "")
+    limit = " (WhatsApp limit)" if last in _WHATSAPP_FIELDS else ""
+    given = err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown field (a typo?)"
+    if kind == "missing":
+        return "is required"
+    if kind == "string_too_long":
+        got = f", got {len(given)}" if isinstance(given, str) else ""
+        return f"at most {ctx.get('max_length')} characters{limit}{got}"
+    if kind == "too_long":
+        got = f", got {len(given)}" if isinstance(given, list) else ""
+        return f"at most {ctx.get('max_length')} items{limit}{got}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == NAME_PATTERN:
+            return f"{given!r} must be lower-case letters, digits and _ only"
+        return f"{given!r} must match {ctx.get('pattern')}"
+    message = err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+    if message.startswith("a list holds at most"):
+        message += " (WhatsApp limit)"
+    return message
+
+
 def _pydantic_errors(exc: ValidationError, file: str, name: str | None) -> list[LintError]:
-    errors = []
+    out: list[LintError] = []
     for err in exc.errors():
-        # Drop the discriminator tags pydantic inserts for tagged unions ('button', 'list', ...).
-        raw = list(err["loc"])
-        loc = [p for i, p in enumerate(raw) if not (i > 0 and raw[i - 1] in _UNION_FIELDS and p in _UNION_TAGS)]
-        loc = [p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal[")))]
-        step = None
-        if len(loc) >= 3 and loc[0] == "menu_structure" and loc[1] == "steps":
-            step, loc = str(loc[2]), loc[3:]
-        path = _dotted(loc) or "(template)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] in _LIMIT_TYPES:
-            message += " (WhatsApp limit)"
-        if err["type"] == "extra_forbidden":
-            message = "unknown field (a typo?)"
-        errors.append(LintError(file, name, step, path, f"{path}: {message}"))
-    return errors
+        step, parts, tag = _location(err["loc"])
+        if tag is not None:
+            # `action` is a name or an http mapping: report only the branch the input was meant for.
+            given = err.get("input")
+            if len(parts) > 1 or isinstance(given, dict):
+                keep = tag == "HttpAction"
+            elif isinstance(given, str):
+                keep = tag != "HttpAction"
+            else:  # neither: one error, not one per branch
+                if tag != "HttpAction":
+                    path = _dotted(parts)
+                    message = f"{path}: must be an action name or a mapping {{http: url, provides: [...]}}"
+                    out.append(LintError(file, name, step, path, message))
+                continue
+            if not keep:
+                continue
+        message = _readable(err, parts)
+        if not parts:  # a whole-template rule; its message starts with the field it is about
+            first = message.split(" ", 1)[0]
+            parts = [first] if first.replace(".", "_").isidentifier() and first in _TOP_FIELDS else []
+            message = message.split(" ", 1)[1] if parts else message
+        path = _dotted(parts) or "(template)"
+        out.append(LintError(file, name, step, path, f"{path}: {message}"))
+    return sorted(set(out), key=LintError.sort_key)
 
 
 def parse_definition(data: Any, file: str) -> tuple[TemplateDef | None, list[LintError]]:
     """Validate one template given as data (from YAML or an API body)."""
-    name = data.get("template_name") if isinstance(data, dict) else None
-    name = name if isinstance(name, str) else None
     if not isinstance(data, dict):
         return None, [LintError(file, None, None, None, "a flow file must hold one mapping (a template)")]
+    name = data.get("template_name")
     try:
         return TemplateDef.model_validate(data), []
     except ValidationError as exc:
-        return None, _pydantic_errors(exc, file, name)
+        return None, _pydantic_errors(exc, file, name if isinstance(name, str) else None)
+
+
+def _read(path: Path) -> tuple[Any, list[LintError]]:
+    file = str(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")), []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [LintError(file, None, None, None, f"YAML syntax error{where}: {problem}")]
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [LintError(file, None, None, None, f"cannot read file: {exc}")]
+
+
+def _load(path: Path) -> tuple[TemplateDef | None, list[LintError], Any]:
+    data, errors = _read(path)
+    if errors:
+        return None, errors, None
+    definition, errors = parse_definition(data, str(path))
+    name = data.get("template_name") if isinstance(data, dict) else None
+    if isinstance(name, str) and name != path.stem:
+        message = f"template_name: '{name}' must match the file name '{path.stem}'"
+        errors.append(LintError(str(path), name, None, "template_name", message))
+    return (definition if not errors else None), errors, data
 
 
 def load_file(path: Path) -> tuple[TemplateDef | None, list[LintError]]:
-    definition, errors, _ = _load_file(path)
+    """One flow file checked on its own (YAML, schema, file name); graph rules need the others."""
+    definition, errors, _ = _load(Path(path))
     return definition, errors
-
-
-def _load_file(path: Path) -> tuple[TemplateDef | None, list[LintError], Any]:
-    file = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return None, [LintError(file, None, None, None, f"YAML syntax error at {where}{problem}")], None
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [LintError(file, None, None, None, f"cannot read file: {exc}")], None
-    definition, errors = parse_definition(data, file)
-    if definition is not None and definition.template_name != path.stem:
-        errors.append(
-            LintError(
-                file,
-                definition.template_name,
-                None,
-                "template_name",
-                f"template_name: '{definition.template_name}' must match the file name '{path.stem}'",
-            )
-        )
-        return None, errors, data
-    return definition, errors, data
 
 
 def _raw_target_errors(data: Any, file: str, names: set[str]) -> list[LintError]:
     """Bad targets in a template that failed the schema, so one run reports them too."""
-    try:
-        name = str(data["template_name"])
-        steps = data["menu_structure"]["steps"]
-        assert isinstance(steps, dict)
-    except (TypeError, KeyError, AssertionError):
+    if not isinstance(data, dict) or not isinstance(data.get("menu_structure"), dict):
         return []
+    steps = data["menu_structure"].get("steps")
+    if not isinstance(steps, dict):
+        return []
+    name = str(data.get("template_name"))
     errors = []
     for step_name, step in steps.items():
         if not isinstance(step, dict):
@@ -115,9 +175,9 @@ def _raw_target_errors(data: Any, file: str, names: set[str]) -> list[LintError]
         if isinstance(step.get("next_steps"), dict):
             pairs += [(f"next_steps.{k}", v) for k, v in step["next_steps"].items()]
         for field_name, target in pairs:
-            if not isinstance(target, str) or target in steps:
+            if not isinstance(target, str) or target in steps or target in names:
                 continue
-            if target in names or (target.endswith(ALIAS_SUFFIX) and target[: -len(ALIAS_SUFFIX)] in names):
+            if target.endswith(ALIAS_SUFFIX) and target[: -len(ALIAS_SUFFIX)] in names:
                 continue
             message = f"{field_name} '{target}' is not a step of {name} nor a template"
             errors.append(LintError(file, name, str(step_name), field_name, message))
@@ -130,7 +190,8 @@ def lint_definitions(
     actions: Mapping[str, frozenset[str]] | None,
     globals_: frozenset[str],
 ) -> list[LintError]:
-    return lint(defs, sources, actions, globals_)
+    """Graph rules over templates that passed the schema (e.g. from the database or the API)."""
+    return graph.lint_definitions(defs, sources, actions, globals_)
 
 
 def load_directory(
@@ -138,39 +199,45 @@ def load_directory(
     actions: Mapping[str, frozenset[str]] | None = None,
     globals_: frozenset[str] = frozenset(),
 ) -> LoadResult:
-    """Every ``*.yaml``/``*.yml`` in ``path``, checked alone and then together."""
+    """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together."""
     result = LoadResult()
     files = sorted(p for p in Path(path).iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
     failed: list[tuple[Any, str]] = []
+    seen: dict[str, Path] = {}
+    duplicates: set[str] = set()
     for file in files:
-        definition, errors, data = _load_file(file)
+        definition, errors, data = _load(file)
         result.errors.extend(errors)
+        name = data.get("template_name") if isinstance(data, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                duplicates.add(name)
+                message = f"template_name: '{name}' is also defined in {seen[name]}"
+                result.errors.append(LintError(str(file), name, None, "template_name", message))
+            else:
+                seen[name] = file
         if definition is None:
             failed.append((data, str(file)))
-            continue
-        name = definition.template_name
-        if name in result.templates:
-            result.errors.append(
-                LintError(
-                    str(file),
-                    name,
-                    None,
-                    "template_name",
-                    f"template_name: '{name}' is also defined in {result.sources[name]}",
-                )
-            )
-            continue
-        result.templates[name] = definition
-        result.sources[name] = file
-    names = set(result.templates) | {
-        str(d["template_name"]) for d, _ in failed if isinstance(d, dict) and "template_name" in d
-    }
+        elif name not in result.templates and name not in duplicates:
+            result.templates[definition.template_name] = definition
+            result.sources[definition.template_name] = file
+    for name in duplicates:
+        result.templates.pop(name, None)
+        result.sources.pop(name, None)
+    broken = set(seen) - set(result.templates)
     for data, file_name in failed:
-        result.errors.extend(_raw_target_errors(data, file_name, names))
-    graph_errors = lint(result.templates, {n: str(p) for n, p in result.sources.items()}, actions, globals_)
+        result.errors.extend(_raw_target_errors(data, file_name, set(seen)))
+    graph_errors = graph.lint_definitions(
+        result.templates,
+        {n: str(p) for n, p in result.sources.items()},
+        actions,
+        globals_,
+        also_known=broken,
+    )
     result.errors.extend(graph_errors)
-    for bad in {e.template for e in graph_errors}:
-        result.templates.pop(bad or "", None)
-        result.sources.pop(bad or "", None)
-    result.errors.sort(key=LintError.sort_key)
+    for error in graph_errors:
+        if error.template is not None:
+            result.templates.pop(error.template, None)
+            result.sources.pop(error.template, None)
+    result.errors = sorted(set(result.errors), key=LintError.sort_key)
     return result
