@@ -40,6 +40,17 @@ def _insert(session: Session, model: type) -> Insert:
     return module.insert(model)
 
 
+def jsonb_safe(value: Any) -> Any:
+    """Postgres JSONB refuses NUL characters; a customer may still send them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonb_safe(v) for v in value]
+    return value
+
+
 def claim(session: Session, event: InboundEvent, now: datetime) -> bool:
     """Record the message; False when its wamid was seen before (the dedupe key)."""
     stmt = (
@@ -51,7 +62,7 @@ def claim(session: Session, event: InboundEvent, now: datetime) -> bool:
             message_type=event.message_type,
             sent_at=event.timestamp,
             received_at=now,
-            payload=event.raw,
+            payload=jsonb_safe(event.raw),
             outcome="processing",
         )
         .on_conflict_do_nothing(index_elements=["wamid"])

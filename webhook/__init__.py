@@ -1,4 +1,8 @@
-"""The receiver: a thin Flask app. ``gunicorn "webhook:create_app()"``; ``flask --app webhook ...``."""
+"""The receiver: a thin Flask app. ``gunicorn "webhook:create_app()"``; ``flask --app webhook ...``.
+
+Importing this package has no side effects: settings are read, and the Celery app is
+built, only when ``create_app()`` runs.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,35 @@ from typing import Any
 
 from flask import Flask
 
-from settings import get_settings
+import settings as settings_module
 
+# Blueprints and CLI groups owned by other parts; each module exposes ``init_app(app)``.
 OPTIONAL_EXTENSIONS = ("webhook.cli", "webhook.sandbox")
+
+log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the app; refuses (SettingsError, one line) when production settings are unsafe."""
-    test_config = dict(test_config or {})
-    settings = test_config.pop("SETTINGS", None) or get_settings()
+    """Build the receiver app.
+
+    ``test_config`` may carry ``SETTINGS`` (a ``settings.Settings``), ``ENQUEUE`` (a
+    callable taking the raw body text) and ``READINESS_CHECKS`` (name → callable that
+    raises when down); everything else goes into ``app.config``. Raises
+    ``settings.SettingsError`` (a one-line reason) when production settings are unsafe.
+    """
+    config = dict(test_config or {})
+    settings = config.pop("SETTINGS", None) or settings_module.get_settings()
     app = Flask(__name__)
     app.config["PARLEY_SETTINGS"] = settings
+    # A safety net for other blueprints; /webhook enforces its own limit while reading.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    if "ENQUEUE" not in test_config:
+    if "ENQUEUE" not in config:
+        # Imported here, not at module level: importing worker builds the Celery app.
         from worker.dispatch import enqueue_payload
 
         app.config["ENQUEUE"] = enqueue_payload
-    app.config.update(test_config)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app.config.update(config)
+    _configure_logging(settings.log_level)
 
     from webhook.health import bp as health_bp
     from webhook.receiver import bp as receiver_bp
@@ -38,7 +53,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def _configure_logging(level: str) -> None:
+    # gunicorn configures only its own loggers; give ours a handler once, never twice.
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
 def _register_extensions(app: Flask) -> None:
+    """Other parts plug in here (CLI commands, the sandbox); each is optional."""
     for name in OPTIONAL_EXTENSIONS:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).init_app(app)

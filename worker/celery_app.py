@@ -43,7 +43,17 @@ def create_celery() -> Celery:
         },
         task_soft_time_limit=LONGEST_TASK_SECONDS - 30,
         task_time_limit=LONGEST_TASK_SECONDS,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+            # A webhook request must fail fast to 503 when the broker is down, not hang:
+            # publishing retries once, and a black-holed broker host times out in 2 s.
+            # (The worker's own reconnect loop uses broker_connection_max_retries.)
+            "socket_connect_timeout": 2,
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         timezone="UTC",

@@ -57,9 +57,7 @@ def upgrade() -> None:
     op.create_index("ix_conversation_state_expires_at", "conversation_state", ["expires_at"], unique=False)
     op.create_table(
         "inbound_messages",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("wamid", sa.String(length=256), nullable=False),
         sa.Column("user_key", sa.String(length=160), nullable=False),
         sa.Column("phone_number_id", sa.String(length=64), nullable=True),
@@ -80,9 +78,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_inbound_messages_user_key"), "inbound_messages", ["user_key"], unique=False)
     op.create_table(
         "orders",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("user_key", sa.String(length=160), nullable=False),
         sa.Column(
             "items",
@@ -94,9 +90,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbound_messages",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("user_key", sa.String(length=160), nullable=False),
         sa.Column("phone_number_id", sa.String(length=64), nullable=False),
         sa.Column("to_phone", sa.String(length=32), nullable=True),
@@ -123,14 +117,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_outbound_messages_status_updated_at", "outbound_messages", ["status", "updated_at"], unique=False
     )
-    op.create_index(
-        "ix_outbound_messages_user_key_status", "outbound_messages", ["user_key", "status"], unique=False
-    )
+    op.create_index("ix_outbound_messages_user_key_status", "outbound_messages", ["user_key", "status"], unique=False)
     op.create_table(
         "sandbox_messages",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("wamid", sa.String(length=256), nullable=False),
         sa.Column("phone_number_id", sa.String(length=64), nullable=False),
         sa.Column("recipient", sa.String(length=160), nullable=False),

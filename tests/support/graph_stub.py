@@ -11,7 +11,7 @@ In a test::
 In another process: ``python -m tests.support.graph_stub --port 8999`` prints one line
 ``GRAPH_STUB_URL=http://127.0.0.1:8999/v25.0`` and serves until SIGTERM/SIGINT; drive it
 with ``StubControl("http://127.0.0.1:8999")`` (same push/push_error/configure/reset/
-requests/wait_for API) or over HTTP: ``GET /_stub/requests[?after=SEQ]``,
+requests/messages/wait_for API) or over HTTP: ``GET /_stub/requests[?after=SEQ]``,
 ``POST /_stub/script`` (one script object or a list), ``POST /_stub/reset``,
 ``POST /_stub/config`` (``{"latency": 0.15, "hang_seconds": 30, "expect_token": "..."}``).
 
@@ -102,6 +102,10 @@ class _Waiting:
     def _pause(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def messages(self) -> list[StubRequest]:
+        """Sends only: read receipts left out, as most assertions are about replies."""
+        return [r for r in self.requests() if r.kind == "message"]
+
     def wait_for(self, predicate: Callable[[list[StubRequest]], bool], timeout: float = 5.0) -> list[StubRequest]:
         """Block until ``predicate(requests)`` holds; return the requests. AssertionError on timeout."""
         deadline = time.monotonic() + timeout
@@ -137,11 +141,12 @@ class GraphStub(_Waiting):
         self._script: list[Script] = []
         self._stopping = threading.Event()
         self._live: set[tuple[socket.socket, threading.Thread]] = set()
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
-        self._server.stub = self  # type: ignore[attr-defined]
+        self._server = _Server((host, port), _Handler)
+        self._server.stub = self
         self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="graph-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="graph-stub", daemon=True
+        )
 
     @property
     def base_url(self) -> str:
@@ -236,14 +241,21 @@ class GraphStub(_Waiting):
             self._lock.notify_all()
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops SYNs when 32 sender threads connect at once.
+    request_queue_size = 128
+    daemon_threads = True
+    stub: GraphStub
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Graph: lets tests see connection reuse
     timeout = 60  # idle keep-alive connections end on their own
-    server: ThreadingHTTPServer
+    server: _Server
 
     @property
     def stub(self) -> GraphStub:
-        return self.server.stub  # type: ignore[attr-defined,no-any-return]
+        return self.server.stub
 
     def setup(self) -> None:
         super().setup()
@@ -341,8 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
             messages = answer.get("messages")
             if isinstance(messages, list) and messages and isinstance(messages[0], dict):
                 wamid = messages[0].get("id")
-        self._answer(status, answer)
+        # Record first: a client that got the answer must already find it in requests().
         stub._answered(request, status, wamid)
+        self._answer(status, answer)
 
 
 def _success(payload: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any]]:
