@@ -187,12 +187,15 @@ def send_test(text: str, user: str, phone_number_id: str, url: str | None) -> No
     settings = current_app.config["PARLEY_SETTINGS"]
     body = json.dumps(build_text_webhook(text, user, phone_number_id)).encode()
     target = url or f"{settings.public_url}/webhook"
-    response = requests.post(
-        target,
-        data=body,
-        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, settings.app_secret)},
-        timeout=10,
-    )
+    try:
+        response = requests.post(
+            target,
+            data=body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, settings.app_secret)},
+            timeout=10,
+        )
+    except requests.ConnectionError:
+        raise click.ClickException(f"nothing answers at {target}: is the receiver running (make run)?") from None
     click.echo(f"POST {target} → {response.status_code} {response.text.strip()[:200]}")
     if settings.sandbox:
         click.echo(f"replies appear at {settings.public_url}/sandbox")

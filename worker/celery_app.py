@@ -22,6 +22,23 @@ LONGEST_TASK_SECONDS = 300
 VISIBILITY_TIMEOUT_SECONDS = 3600
 
 
+def transport_options(broker_url: str) -> dict[str, object]:
+    """Redis options; the embedded SQLite broker takes none (kombu passes them to create_engine)."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return {}
+    return {
+        "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
+        # A webhook request must fail fast to 503 when the broker is down, not hang:
+        # publishing retries once, and a black-holed broker host times out in 2 s.
+        # (The worker's own reconnect loop uses broker_connection_max_retries.)
+        "socket_connect_timeout": 2,
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    }
+
+
 def create_celery() -> Celery:
     settings = get_settings()
     app = Celery("parley", broker=settings.broker_url, include=["worker.tasks"])
@@ -43,17 +60,7 @@ def create_celery() -> Celery:
         },
         task_soft_time_limit=LONGEST_TASK_SECONDS - 30,
         task_time_limit=LONGEST_TASK_SECONDS,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_SECONDS,
-            # A webhook request must fail fast to 503 when the broker is down, not hang:
-            # publishing retries once, and a black-holed broker host times out in 2 s.
-            # (The worker's own reconnect loop uses broker_connection_max_retries.)
-            "socket_connect_timeout": 2,
-            "max_retries": 1,
-            "interval_start": 0,
-            "interval_step": 0.2,
-            "interval_max": 0.5,
-        },
+        broker_transport_options=transport_options(settings.broker_url),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         timezone="UTC",
