@@ -6,24 +6,54 @@ template with any error is left out of the result, so it never loads.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from templates import lint as graph
+from templates import schema
 from templates.lint import ALIAS_SUFFIX, LintError
 from templates.schema import NAME_PATTERN, TemplateDef
 
 # Tags pydantic puts in a location for the branch of a union it tried.
 _MESSAGE_TAGS = {"button", "list", "text"}
 _ACTION_TAGS = {"str", "constrained-str", "HttpAction"}
-# Fields whose length limits are Meta's, not ours.
-_WHATSAPP_FIELDS = {"text", "title", "description", "button", "buttons", "sections", "rows", "id", "prompt", "error"}
+# What each WhatsApp limit (cloud-api-facts.md section 6) applies to, by the end of the field path.
+_TEXT_LIMITS = {
+    ("reply", "title"): "a reply button title",
+    ("reply", "id"): "a reply button id",
+    ("action", "button"): "a list's button text",
+    ("sections", "title"): "a list section title",
+    ("rows", "id"): "a list row id",
+    ("rows", "title"): "a list row title",
+    ("rows", "description"): "a list row description",
+    ("header", "text"): "a header",
+    ("footer", "text"): "a footer",
+    ("body", "text"): "a message body",
+    ("prompt",): "a text message",
+    ("error",): "a text message",
+}
+_LIST_LIMITS = {
+    ("action", "buttons"): "reply buttons per message",
+    ("action", "sections"): "sections per list",
+    ("sections", "rows"): "rows per list section",
+}
+# Every key the flow format knows, to suggest the one an unknown key misspells.
+_KNOWN_KEYS = sorted(
+    {
+        name
+        for model in vars(schema).values()
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        for name in model.model_fields
+    }
+)
 
 _TOP_FIELDS = {"template_type", "menu_structure.steps", "menu_structure.type"}
 
@@ -61,19 +91,26 @@ def _location(raw: tuple[str | int, ...]) -> tuple[str | None, list[str | int], 
 
 def _readable(err: ErrorDetails, parts: list[str | int]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
-    last = next((p for p in reversed(parts) if isinstance(p, str)), "")
-    limit = " (WhatsApp limit)" if last in _WHATSAPP_FIELDS else ""
+    names = tuple(p for p in parts if isinstance(p, str))
     given = err.get("input")
     if kind == "extra_forbidden":
-        return "unknown field (a typo?)"
+        guess = difflib.get_close_matches(names[-1] if names else "", _KNOWN_KEYS, n=1, cutoff=0.75)
+        return f"unknown field (did you mean {guess[0]}?)" if guess else "unknown field (a typo?)"
     if kind == "missing":
         return "is required"
     if kind == "string_too_long":
+        label = _TEXT_LIMITS.get(names[-2:]) or _TEXT_LIMITS.get(names[-1:])
+        if label == "a message body":
+            interactive = ctx.get("max_length") == schema.MAX_INTERACTIVE_BODY
+            label = "an interactive message body" if interactive else "a text message"
+        limit = f" (WhatsApp limit for {label})" if label else ""
         got = f", got {len(given)}" if isinstance(given, str) else ""
         return f"at most {ctx.get('max_length')} characters{limit}{got}"
     if kind == "too_long":
+        label = _LIST_LIMITS.get(names[-2:])
+        what = f"{label} (WhatsApp limit)" if label else "items"
         got = f", got {len(given)}" if isinstance(given, list) else ""
-        return f"at most {ctx.get('max_length')} items{limit}{got}"
+        return f"at most {ctx.get('max_length')} {what}{got}"
     if kind == "too_short":
         return f"needs at least {ctx.get('min_length')} item(s)"
     if kind == "string_too_short":
@@ -128,10 +165,37 @@ def parse_definition(data: Any, file: str) -> tuple[TemplateDef | None, list[Lin
         return None, _pydantic_errors(exc, file, name if isinstance(name, str) else None)
 
 
+class _FlowYaml(yaml.SafeLoader):
+    """``yaml.safe_load`` with two fixes for flow files.
+
+    Only ``true``/``false`` are booleans (YAML 1.2): ``yes``/``no``/``on``/``off`` stay text,
+    as option ids and yes_no branches need. A key given twice is an error instead of the
+    second silently replacing the first (two steps with one name, say).
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    problem = f"duplicate key '{key_node.value}' (the second would replace the first)"
+                    raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_FlowYaml.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_FlowYaml.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def _read(path: Path) -> tuple[Any, list[LintError]]:
     file = str(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")), []
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_FlowYaml), []  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -7,6 +7,7 @@ would get; after every turn the replies, the conversation row and submissions ar
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +15,36 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
+from conversation.db import make_engine
 from conversation.engine import EngineConfig
 from conversation.events import UserRef
 from conversation.inbound import process_event
 from conversation.models import ConversationState, Order, OutboundMessage, Submission
 from conversation.service import ConversationService
 from templates.loader import load_directory
+from tests.conftest import migrate
 from tests.conversation.transcript import TRANSCRIPTS, Customer, describe, load, matches
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
+    """Postgres for production; SQLite because it is the newcomer's embedded default."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("db_session")
+        return
+    url = f"sqlite:///{tmp_path / 'parley.sqlite3'}"
+    migrate(url)
+    engine = make_engine(url)
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+    engine.dispose()
 
 
 @pytest.fixture
-def flows(db_session: Session) -> Session:
+def flows(any_session: Session) -> Session:
+    db_session = any_session
     result = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
     assert result.errors == []
     ConversationService(db_session).upsert_templates(result.templates.values())

@@ -77,8 +77,8 @@ def test_broken_copy_of_new_order_gives_exactly_three_lines(tmp_path: Path) -> N
     assert lines == [
         f"{file}: menu_structure.action: a list holds at most 10 rows across all sections, this one has 11"
         " (WhatsApp limit)",
-        f"{file}: step confirmation: message.action.buttons[1].reply.title: at most 20 characters (WhatsApp limit),"
-        " got 23",
+        f"{file}: step confirmation: message.action.buttons[1].reply.title: at most 20 characters"
+        " (WhatsApp limit for a reply button title), got 23",
         f"{file}: step quantity: next_step 'confirmaton' is not a step of new_order nor a template",
     ]
     assert all("\n" not in line for line in lines)
@@ -106,7 +106,71 @@ def test_unknown_key_is_reported(tmp_path: Path) -> None:
     data["menu_structure"]["steps"]["initial"]["nxt_step"] = "done"
     template, errors = load_file(write(tmp_path / "t.yaml", data))
     assert template is None
-    assert [str(e) for e in errors] == [f"{tmp_path / 't.yaml'}: step initial: nxt_step: unknown field (a typo?)"]
+    assert [str(e) for e in errors] == [
+        f"{tmp_path / 't.yaml'}: step initial: nxt_step: unknown field (did you mean next_step?)"
+    ]
+
+
+def test_unknown_key_far_from_any_field_is_still_reported(tmp_path: Path) -> None:
+    data = small("t", ["name"])
+    data["menu_structure"]["steps"]["done"]["zzz"] = 1
+    _, errors = load_file(write(tmp_path / "t.yaml", data))
+    assert [e.message for e in errors] == ["zzz: unknown field (a typo?)"]
+
+
+def test_limit_messages_name_the_whatsapp_limit(tmp_path: Path) -> None:
+    data = small("t", ["name"])
+    data["menu_structure"]["steps"]["done"]["message"] = {
+        "type": "button",
+        "header": {"type": "text", "text": "h" * 61},
+        "body": {"text": "b" * 1025},
+        "action": {"buttons": [{"type": "reply", "reply": {"id": f"b{i}", "title": f"B{i}"}} for i in range(4)]},
+    }
+    _, errors = load_file(write(tmp_path / "t.yaml", data))
+    assert [e.message for e in errors] == [
+        "message.action.buttons: at most 3 reply buttons per message (WhatsApp limit), got 4",
+        "message.body.text: at most 1024 characters (WhatsApp limit for an interactive message body), got 1025",
+        "message.header.text: at most 60 characters (WhatsApp limit for a header), got 61",
+    ]
+
+
+YES_NO_FLOW = """\
+template_name: t
+template_type: button
+trigger_keywords: [updates]
+menu_structure:
+  type: button
+  body: {text: "Order updates on WhatsApp?"}
+  action:
+    buttons:
+      - {type: reply, reply: {id: yes, title: "Yes"}}
+      - {type: reply, reply: {id: no, title: "No"}}
+  steps:
+    initial:
+      next_steps: {yes: on, no: off}
+    on: {prompt: "On.", end_conversation: true}
+    off: {prompt: "Off.", end_conversation: yes}
+"""
+
+
+def test_yes_no_on_off_stay_text_in_flow_yaml(tmp_path: Path) -> None:
+    # PyYAML's YAML 1.1 would read these as booleans: option ids True/False, steps named True/False.
+    (tmp_path / "t.yaml").write_text(YES_NO_FLOW, encoding="utf-8")
+    template, errors = load_file(tmp_path / "t.yaml")
+    assert errors == []
+    assert template is not None
+    assert [o.id for o in template.step_options("initial")] == ["yes", "no"]
+    assert template.steps["initial"].next_steps == {"yes": "on", "no": "off"}
+    assert template.steps["off"].end_conversation is True  # a bool field still takes yes
+    assert load(tmp_path).errors == []
+
+
+def test_duplicate_key_in_yaml_names_the_line(tmp_path: Path) -> None:
+    text = YES_NO_FLOW.replace('    off: {prompt: "Off."', '    on: {prompt: "Again."}\n    off: {prompt: "Off."')
+    (tmp_path / "t.yaml").write_text(text, encoding="utf-8")
+    template, [error] = load_file(tmp_path / "t.yaml")
+    assert template is None
+    assert str(error).startswith(f"{tmp_path / 't.yaml'}: YAML syntax error at line 15, column 5: duplicate key 'on'")
 
 
 def test_file_name_must_match_template_name(tmp_path: Path) -> None:
@@ -134,7 +198,10 @@ def test_schema_error_names_step_and_dotted_field(tmp_path: Path) -> None:
     }
     _, errors = load_file(write(tmp_path / "t.yaml", data))
     assert [(e.step, e.field) for e in errors] == [("done", "message.action.button")]
-    assert errors[0].message == "message.action.button: at most 20 characters (WhatsApp limit), got 22"
+    assert (
+        errors[0].message
+        == "message.action.button: at most 20 characters (WhatsApp limit for a list's button text), got 22"
+    )
 
 
 def test_keyword_clash_is_reported_on_both_files(tmp_path: Path) -> None:
