@@ -203,7 +203,7 @@ class _Run:
         self.messages.append(text_message(body))
 
     def values(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        return {"profile_name": self.state.profile_name or "", **context}
+        return {"profile_name": self.state.profile_name or "there", **context}
 
     def result(self, conversation: Conversation | None, outcome: str) -> StepResult:
         return StepResult(conversation, self.messages, self.effects, outcome)
@@ -436,4 +436,4 @@ def current_menu(templates: TemplateSet, conv: Conversation, profile_name: str |
     template = templates.get(conv.template)
     if template is None or conv.step not in template.steps:
         return []
-    return step_messages(template, conv.step, {"profile_name": profile_name or "", **conv.context})
+    return step_messages(template, conv.step, {"profile_name": profile_name or "there", **conv.context})

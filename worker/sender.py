@@ -93,7 +93,8 @@ def _record_error(user_key: str, job: outbox.Job, exc: GraphError, max_attempts:
             delay = retry_delay("pair_limit", outbox.pair_limit_hits(s, user_key))
             outbox.hold_user(s, user_key, now + timedelta(seconds=delay))
         else:
-            delay = retry_delay(exc.disposition, job.attempts)
+            # Meta's Retry-After (or maintenance-mode minute) wins over our own backoff.
+            delay = max(retry_delay(exc.disposition, job.attempts), exc.retry_after or 0.0)
         outbox.mark_retry(s, job.id, code, text, now + timedelta(seconds=delay), now)
     log.info("send will be retried", extra={"outbox_id": job.id, "code": code, "delay": round(delay, 2)})
     return delay
