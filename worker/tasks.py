@@ -28,7 +28,13 @@ def graph_client() -> GraphClient:
 
 
 def hand_off(user_key: str) -> None:
-    deliver.apply_async(args=[user_key])
+    """Ask a sender to drain this customer's outbox. The rows are already committed, so
+    if the broker refuses, Beat's outbox sweep hands them on instead: never fail the
+    payload (and its remaining messages) over it."""
+    try:
+        deliver.apply_async(args=[user_key])
+    except Exception as exc:
+        log.warning("hand-off deferred to the outbox sweep: %s", exc.__class__.__name__)
 
 
 @app.task(
