@@ -24,10 +24,50 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 DEV_APP_SECRET = "parley-dev-app-secret"
 DEV_VERIFY_TOKEN = "parley-dev-verify-token"
 DEV_ACCESS_TOKEN = "parley-sandbox-token"
+# Bearer token of /admin/api outside production. Production has no default: without
+# PARLEY_ADMIN_TOKEN the admin API is simply not registered (the receiver still starts).
+DEV_ADMIN_TOKEN = "parley-dev-admin-token"
 
 
 class SettingsError(RuntimeError):
     """A setting is missing or unsafe; the message is one line meant for the operator."""
+
+
+# Every variable load_settings reads, for deployment files and their tests
+# (tests/deploy checks this list against what load_settings actually reads).
+ENV_VARS: tuple[str, ...] = (
+    "PARLEY_ENV",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_ACCESS_TOKEN",
+    "WHATSAPP_API_URL",
+    "PARLEY_PUBLIC_URL",
+    "PARLEY_TEMPLATES_DIR",
+    "PARLEY_ADMIN_TOKEN",
+    "PARLEY_MAX_BODY_BYTES",
+    "PARLEY_CANCEL_WORDS",
+    "PARLEY_MAX_INVALID_ANSWERS",
+    "PARLEY_FALLBACK_TEXT",
+    "PARLEY_FALLBACK_PERIOD_SECONDS",
+    "PARLEY_DEFAULT_EXPIRY_HOURS",
+    "PARLEY_MARK_AS_READ",
+    "PARLEY_GRAPH_CONNECT_TIMEOUT",
+    "PARLEY_GRAPH_READ_TIMEOUT",
+    "PARLEY_SEND_MAX_ATTEMPTS",
+    "PARLEY_EXPIRE_INTERVAL_SECONDS",
+    "PARLEY_SWEEP_INTERVAL_SECONDS",
+    "PARLEY_SWEEP_GRACE_SECONDS",
+    "PARLEY_PRUNE_INTERVAL_SECONDS",
+    "PARLEY_RETENTION_DAYS",
+    "PARLEY_LOG_LEVEL",
+    "PARLEY_LOG_FORMAT",
+    "PARLEY_METRICS_DIR",
+    "PARLEY_WORKER_METRICS_PORT",
+    "PARLEY_WORKER_METRICS_ADDR",
+    "PARLEY_SIMULATOR",
+)
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -55,6 +95,20 @@ def _words(raw: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     if raw is None or raw.strip() == "":
         return default
     return tuple(w.strip() for w in raw.split(",") if w.strip())
+
+
+def _log_format(raw: str | None, production: bool) -> str:
+    value = (raw or "").strip().lower() or ("json" if production else "text")
+    if value not in {"json", "text"}:
+        raise SettingsError(f"PARLEY_LOG_FORMAT must be json or text, got {raw!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 65535:
+        raise SettingsError(f"{name} must be a port number (0 turns it off), got {value}")
+    return value
 
 
 def normalize_database_url(url: str) -> str:
@@ -94,7 +148,13 @@ class Settings:
     prune_interval_seconds: int
     retention_days: int
     log_level: str
+    log_format: str = "text"  # json | text (conversation/logs.py)
+    metrics_dir: Path = VAR_DIR / "metrics"  # Prometheus multiprocess files, one subfolder per process group
+    worker_metrics_port: int = 9808  # each Celery worker's /metrics; 0: none
+    worker_metrics_addr: str = "127.0.0.1"
     unset: tuple[str, ...] = field(default=())
+    # PARLEY_SIMULATOR: None (unset) means on with the sandbox outside production.
+    simulator: bool | None = None
 
     @property
     def production(self) -> bool:
@@ -144,6 +204,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     broker_url = (env.get("CELERY_BROKER_URL") or "").strip() or (f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}")
     if production and database_url.startswith("sqlite"):
         raise SettingsError("refusing to start in production: DATABASE_URL points at SQLite")
+    admin_token = (env.get("PARLEY_ADMIN_TOKEN") or "").strip() or (None if production else DEV_ADMIN_TOKEN)
+    if production and admin_token == DEV_ADMIN_TOKEN:
+        raise SettingsError("refusing to start in production: PARLEY_ADMIN_TOKEN is the public development token")
+    raw_simulator = (env.get("PARLEY_SIMULATOR") or "").strip()
+    simulator = _bool(raw_simulator, False) if raw_simulator else None
+    if simulator and not admin_token:
+        # An unprotected simulator would let anyone sign webhooks with the app secret.
+        raise SettingsError("refusing to start: PARLEY_SIMULATOR=true needs PARLEY_ADMIN_TOKEN")
 
     return Settings(
         env=mode,
@@ -156,7 +224,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sandbox=sandbox,
         public_url=public_url,
         templates_dir=Path(env.get("PARLEY_TEMPLATES_DIR") or ROOT / "templates"),
-        admin_token=(env.get("PARLEY_ADMIN_TOKEN") or "").strip() or None,
+        admin_token=admin_token,
         max_body_bytes=_int(env, "PARLEY_MAX_BODY_BYTES", 3 * 1024 * 1024),
         cancel_words=_words(env.get("PARLEY_CANCEL_WORDS"), ("cancel", "exit", "quit")),
         max_invalid_answers=_int(env, "PARLEY_MAX_INVALID_ANSWERS", 3),
@@ -173,7 +241,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prune_interval_seconds=_int(env, "PARLEY_PRUNE_INTERVAL_SECONDS", 3600),
         retention_days=_int(env, "PARLEY_RETENTION_DAYS", 30),
         log_level=(env.get("PARLEY_LOG_LEVEL") or "INFO").upper(),
+        log_format=_log_format(env.get("PARLEY_LOG_FORMAT"), production),
+        metrics_dir=Path(env.get("PARLEY_METRICS_DIR") or VAR_DIR / "metrics"),
+        worker_metrics_port=_port(env, "PARLEY_WORKER_METRICS_PORT", 9808),
+        worker_metrics_addr=(env.get("PARLEY_WORKER_METRICS_ADDR") or "127.0.0.1").strip(),
         unset=unset,
+        simulator=simulator,
     )
 
 

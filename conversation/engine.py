@@ -103,11 +103,23 @@ class Ended:
 
 
 @dataclass(frozen=True)
+class Entered:
+    """The customer landed on ``step`` (a template's start, an advance, a loop back).
+
+    Reported separately because the new state alone cannot show a loop to the same step
+    or an entry into a step that ends the conversation; the drop-off stats count these.
+    """
+
+    template: str
+    step: str
+
+
+@dataclass(frozen=True)
 class FallbackSent:
     pass
 
 
-Effect = Submit | Ended | FallbackSent
+Effect = Submit | Ended | Entered | FallbackSent
 
 
 @dataclass(frozen=True)
@@ -280,6 +292,7 @@ def _start(run: _Run, name: str, outcome: str, context: dict[str, Any] | None = 
     ctx = dict(context or {})
     run.messages.append(interactive(template.entry_message(), run.values(ctx)))
     conv = Conversation(template.template_name, INITIAL, ctx, run.expiry(template), run.now)
+    run.effects.append(Entered(template.template_name, INITIAL))
     return run.result(conv, outcome)
 
 
@@ -423,6 +436,7 @@ def _advance(
         context = context | dict(produced)
 
     _send_step(run, template, target, context)
+    run.effects.append(Entered(template.template_name, target))
     if step.end_conversation:
         answers_out = {k: v for k, v in context.items() if not k.startswith("_")}
         run.effects.append(Submit(template.template_name, answers_out))

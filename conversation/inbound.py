@@ -18,10 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from conversation.actions import Actions
-from conversation.engine import CustomerState, EngineConfig, FallbackSent, Submit, handle
+from conversation.engine import CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit, handle
 from conversation.events import InboundEvent, StatusEvent
 from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage, Submission, utcnow
-from conversation.service import ConversationService, snapshot
+from conversation.service import ConversationService, record_event, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,11 @@ def process_event(
             )
         elif isinstance(effect, FallbackSent):
             contact.last_fallback_at = now
-        else:
+        elif isinstance(effect, Entered):
+            record_event(session, user_key, effect.template, effect.step, "entered", now)
+        elif isinstance(effect, Ended):
+            # Effects come in order (an end before the next start), and so do the rows' ids.
+            record_event(session, user_key, effect.template, effect.step, effect.reason, now)
             log.info("conversation ended", extra={"template": effect.template, "step": effect.step})
 
     rows = []

@@ -190,6 +190,29 @@ class Submission(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class ConversationEvent(Base):
+    """Where a customer entered or left a flow: the drop-off log (``conversation/stats.py``).
+
+    ``event`` is entered | completed | cancelled | expired | switched | restarted |
+    template_gone. Rows outlive the conversation row, which is deleted when it ends; ``id``
+    orders one customer's events (their messages are processed one at a time).
+    """
+
+    __tablename__ = "conversation_events"
+    __table_args__ = (
+        # Funnel: one template's events per customer in order (stats.dropoff's window).
+        Index("ix_conversation_events_template_name_user_key_id", "template_name", "user_key", "id"),
+        Index("ix_conversation_events_template_name_created_at", "template_name", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_key: Mapped[str] = mapped_column(String(160))
+    template_name: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Order(Base):
     """Orders placed by the ``place_order`` action; the id is the customer's order number."""
 

@@ -51,6 +51,8 @@ class Job:
     to_user_id: str | None
     content: dict[str, Any]
     attempts: int
+    inbound_wamid: str | None = None  # the customer message it answers: logs' correlation id
+    created_at: datetime | None = None  # reply latency is measured from here
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,17 @@ def take_next(session: Session, user_key: str, now: datetime) -> Job | Wait | No
     row.status = "sending"
     row.attempts += 1
     row.updated_at = now
-    return Job(row.id, row.kind, row.phone_number_id, row.to_phone, row.to_user_id, dict(row.content), row.attempts)
+    return Job(
+        row.id,
+        row.kind,
+        row.phone_number_id,
+        row.to_phone,
+        row.to_user_id,
+        dict(row.content),
+        row.attempts,
+        row.inbound_wamid,
+        row.created_at,
+    )
 
 
 def mark_accepted(session: Session, job_id: int, wamid: str | None, now: datetime) -> None:

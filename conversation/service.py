@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.engine import INITIAL, Conversation, EngineConfig, TemplateSet, current_menu
 from conversation.events import UserRef
-from conversation.models import ConversationState, WorkflowTemplate, utcnow
+from conversation.models import ConversationEvent, ConversationState, WorkflowTemplate, utcnow
 from templates.lint import LintError
 from templates.loader import lint_definitions
 from templates.schema import TemplateDef
@@ -102,6 +102,11 @@ def _definitions(rows: Iterable[WorkflowTemplate]) -> dict[str, TemplateDef]:
 
 
 TEMPLATE_CACHE = _TemplateCache()
+
+
+def record_event(session: Session, user_key: str, template: str, step: str, event: str, now: datetime) -> None:
+    """Log where a customer entered or left a flow (``ConversationEvent``), in the caller's transaction."""
+    session.add(ConversationEvent(user_key=user_key, template_name=template, step=step, event=event, created_at=now))
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,8 @@ class ConversationService:
         template = self.template_set().get(template_name)
         if template is None:
             raise TemplateNotFound(template_name)
-        self.session.execute(delete(ConversationState).where(ConversationState.user_key == user.key))
+        self._end(user.key, "restarted", now)
+        record_event(self.session, user.key, template.template_name, INITIAL, "entered", now)
         hours = template.expiry_hours
         expiry = now + (timedelta(hours=hours) if hours else self.config.default_expiry)
         row = ConversationState(
@@ -259,9 +265,22 @@ class ConversationService:
         self.session.flush()
         return row
 
-    def end_conversation(self, user_key: str) -> bool:
-        result = self.session.execute(delete(ConversationState).where(ConversationState.user_key == user_key))
-        return bool(result.rowcount)
+    def end_conversation(self, user_key: str, now: datetime | None = None) -> bool:
+        """End ``user_key``'s conversation; an operator ending it counts as "cancelled" at its step."""
+        return self._end(user_key, "cancelled", now or utcnow())
+
+    def _end(self, user_key: str, reason: str, now: datetime) -> bool:
+        row = self.session.scalar(
+            select(ConversationState).where(ConversationState.user_key == user_key).with_for_update()
+        )
+        if row is None:
+            return False
+        # An expired row was already abandoned; the drop-off log says so rather than blame the operator.
+        event = "expired" if row.expires_at <= now else reason
+        record_event(self.session, user_key, row.conversation_flow, row.current_step, event, now)
+        self.session.delete(row)
+        self.session.flush()
+        return True
 
     def cleanup_expired_conversations(self, now: datetime | None = None, batch_size: int = 500) -> int:
         """Delete expired conversations in batches; safe to run from two processes at once.
@@ -272,12 +291,25 @@ class ConversationService:
         now = now or utcnow()
         total = 0
         while True:
-            ids = select(ConversationState.id).where(ConversationState.expires_at <= now).limit(batch_size)
+            due = (
+                select(
+                    ConversationState.id,
+                    ConversationState.user_key,
+                    ConversationState.conversation_flow,
+                    ConversationState.current_step,
+                )
+                .where(ConversationState.expires_at <= now)
+                .limit(batch_size)
+            )
             if self.session.get_bind().dialect.name == "postgresql":
-                ids = ids.with_for_update(skip_locked=True)
-            batch = list(self.session.scalars(ids))
-            if not batch:
+                due = due.with_for_update(skip_locked=True)
+            rows = self.session.execute(due).all()
+            if not rows:
                 return total
+            # The rows are locked (Postgres) or the database is (SQLite): each one logged here is deleted below.
+            for row in rows:
+                record_event(self.session, row.user_key, row.conversation_flow, row.current_step, "expired", now)
+            batch = [row.id for row in rows]
             self.session.execute(
                 delete(ConversationState)
                 .where(ConversationState.id.in_(batch))

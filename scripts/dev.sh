@@ -13,7 +13,7 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$BIN/gunicorn" "webhook:create_app()" --bind "127.0.0.1:$PORT" --workers 2 --access-logfile - &
+"$BIN/gunicorn" "webhook:create_app()" --bind "127.0.0.1:$PORT" --workers 2 --threads 4 --access-logfile - &
 pids+=($!)
 # Embedded broker (SQLite) suits one worker process; with Redis, scale freely.
 "$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,outbound,maintenance &

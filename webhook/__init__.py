@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from gunicorn.errors import AppImportError
 
 import settings as settings_module
+from conversation.logs import configure_logging
 
 # Blueprints and CLI groups owned by other parts; each module exposes ``init_app(app)``.
-OPTIONAL_EXTENSIONS = ("webhook.cli", "webhook.sandbox")
+OPTIONAL_EXTENSIONS = ("webhook.cli", "webhook.sandbox", "webhook.admin", "webhook.simulator", "webhook.chat", "webhook.metrics")
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     ``settings.SettingsError`` (a one-line reason) when production settings are unsafe.
     """
     config = dict(test_config or {})
-    settings = config.pop("SETTINGS", None) or settings_module.get_settings()
+    settings = config.pop("SETTINGS", None) or _settings_or_refuse()
     app = Flask(__name__)
     app.config["PARLEY_SETTINGS"] = settings
     # A safety net for other blueprints; /webhook enforces its own limit while reading.
@@ -42,7 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
         app.config["ENQUEUE"] = enqueue_payload
     app.config.update(config)
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
 
     from webhook.health import bp as health_bp
     from webhook.receiver import bp as receiver_bp
@@ -53,10 +55,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def _configure_logging(level: str) -> None:
-    # gunicorn configures only its own loggers; give ours a handler once, never twice.
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+class StartRefused(settings_module.SettingsError, AppImportError):
+    """Unsafe production settings. As gunicorn's AppImportError, gunicorn prints this one
+    line and stops, instead of a traceback for every worker it would respawn."""
+
+
+def _settings_or_refuse() -> settings_module.Settings:
+    try:
+        return settings_module.get_settings()
+    except settings_module.SettingsError as exc:
+        raise StartRefused(" ".join(str(exc).split())) from None
 
 
 def _register_extensions(app: Flask) -> None:

@@ -9,6 +9,8 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -17,6 +19,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from conversation import stats
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.models import ConversationState, utcnow
@@ -26,6 +29,7 @@ from webhook.signature import sign
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
 conversations_cli = AppGroup("conversations", help="Inspect and end live conversations.")
+submissions_cli = AppGroup("submissions", help="Answers of completed flows.")
 
 
 def _load(directory: str) -> tuple[dict, list]:
@@ -101,6 +105,48 @@ def delete_template(name: str) -> None:
     click.echo(f"{name}: deleted")
 
 
+@templates_cli.command("graph")
+@click.argument("name")
+@click.option(
+    "--format", "fmt", type=click.Choice(["mermaid", "dot", "svg", "png"]), default="mermaid", show_default=True
+)
+@click.option("--highlight", default=None, help="A step to highlight.")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="File (default stdout)."
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Draw from flow files, not the database.",
+)
+def graph_template(name: str, fmt: str, highlight: str | None, output: str | None, directory: str | None) -> None:
+    """Draw NAME as a diagram; svg and png need Graphviz's `dot` (apt-get install graphviz)."""
+    from templates import graph
+
+    if directory:
+        definitions = _load(directory)[0]
+    else:
+        with session_scope() as session:
+            definitions = {r.template_name: to_definition(r) for r in ConversationService(session).list_templates()}
+    if name not in definitions:
+        raise click.ClickException(f"no template named {name}")
+    drawn = graph.build_graph(definitions[name], definitions.keys())
+    if fmt in {"mermaid", "dot"}:
+        data = (graph.to_mermaid if fmt == "mermaid" else graph.to_dot)(drawn, highlight).encode()
+    else:
+        try:
+            data = graph.render(drawn, "svg" if fmt == "svg" else "png", highlight)
+        except graph.GraphvizMissing as exc:
+            raise click.ClickException(str(exc)) from None
+    if output:
+        Path(output).write_bytes(data)
+        click.echo(f"{name}: {fmt} written to {output}")
+    else:
+        click.echo(data, nl=False)  # bytes go to the binary stream untouched
+
+
 @conversations_cli.command("list")
 @click.option("--template", default=None, help="Only conversations in this template.")
 def list_conversations(template: str | None) -> None:
@@ -132,6 +178,71 @@ def cleanup_conversations() -> None:
     with session_scope() as session:
         removed = ConversationService(session).cleanup_expired_conversations()
     click.echo(f"{removed} expired conversation(s) removed")
+
+
+@click.command("stats")
+@click.argument("template")
+@click.option("--since", default=None, help="From this date/datetime (ISO, UTC).")
+@click.option("--until", default=None, help="Up to this date (inclusive) or datetime (exclusive).")
+def stats_command(template: str, since: str | None, until: str | None) -> None:
+    """Drop-off per step of TEMPLATE: runs that reached each step and where they ended."""
+    with session_scope() as session:
+        funnel = stats.dropoff(session, template, _bound(since), _bound(until, end=True))
+    if not funnel.steps:
+        raise click.ClickException(f"no template and no recorded conversations named {template}")
+    click.echo(stats.funnel_table(funnel))
+
+
+def _bound(text: str | None, end: bool = False) -> datetime | None:
+    try:
+        return stats.parse_bound(text, end=end) if text else None
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO date (2026-11-30) or datetime") from None
+
+
+_submission_filters = [
+    click.option("--template", default=None, help="Only this template."),
+    click.option("--since", default=None, help="From this date/datetime (ISO, UTC)."),
+    click.option("--until", default=None, help="Up to this date (inclusive) or datetime (exclusive)."),
+]
+
+
+def _filtered(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_submission_filters):
+        command = option(command)
+    return command
+
+
+@submissions_cli.command("list")
+@_filtered
+def list_submissions(template: str | None, since: str | None, until: str | None) -> None:
+    """One line per submission: time, template, masked user, answers."""
+    with session_scope() as session:
+        rows = stats.submissions(session, template, _bound(since), _bound(until, end=True))
+    for row in rows:
+        answers = json.dumps(row.answers, ensure_ascii=False, sort_keys=True)
+        click.echo(
+            f"{row.created_at:%Y-%m-%d %H:%M:%S}Z\t{row.template_name}\t{stats.mask_user(row.user_key)}\t{answers}"
+        )
+    click.echo(f"{len(rows)} submission(s)", err=True)
+
+
+@submissions_cli.command("export")
+@_filtered
+@click.option("--output", type=click.Path(dir_okay=False, writable=True), default=None, help="File (default stdout).")
+@click.option("--reveal-users", is_flag=True, help="Write full phone numbers/BSUIDs instead of masked ones.")
+def export_submissions(
+    template: str | None, since: str | None, until: str | None, output: str | None, reveal_users: bool
+) -> None:
+    """CSV: submitted_at, template, user, then one column per answer key."""
+    with session_scope() as session:
+        rows = stats.submissions(session, template, _bound(since), _bound(until, end=True))
+    if output is None:
+        stats.write_csv(rows, sys.stdout, reveal_users)
+    else:
+        with open(output, "w", newline="", encoding="utf-8") as out:
+            stats.write_csv(rows, out, reveal_users)
+        click.echo(f"{len(rows)} submission(s) written to {output}", err=True)
 
 
 def _mask(user_key: str) -> str:
@@ -204,4 +315,6 @@ def send_test(text: str, user: str, phone_number_id: str, url: str | None) -> No
 def init_app(app: Flask) -> None:
     app.cli.add_command(templates_cli)
     app.cli.add_command(conversations_cli)
+    app.cli.add_command(submissions_cli)
+    app.cli.add_command(stats_command)
     app.cli.add_command(send_test)

@@ -15,6 +15,8 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from conversation.logs import bind, clear_context, webhook_correlation_id
+from webhook import metrics
 from webhook.signature import verify
 
 log = logging.getLogger(__name__)
@@ -68,32 +70,47 @@ def _read_body(limit: int) -> bytes | None:
 @bp.post("/webhook")
 def receive() -> tuple[Response, int]:
     settings = current_app.config["PARLEY_SETTINGS"]
+    metrics.received()
     body = _read_body(settings.max_body_bytes)
     if body is None:
+        metrics.rejected("too_large")
         log.warning("webhook refused: body over %d bytes", settings.max_body_bytes)
         return jsonify(error="payload too large"), 413
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
+        metrics.rejected("missing_signature")
         log.warning("webhook refused: no %s header (%d bytes)", SIGNATURE_HEADER, len(body))
         return jsonify(error=f"missing {SIGNATURE_HEADER}"), 401
     if not verify(body, signature, settings.app_secret):
+        metrics.rejected("bad_signature")
         log.warning("webhook refused: bad signature (%d bytes)", len(body))
         return jsonify(error="bad signature"), 403
     try:
         text = body.decode("utf-8")
         document = json.loads(text)
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        metrics.rejected("not_json")
         log.warning("webhook refused: signed body is not UTF-8 JSON (%d bytes)", len(body))
         return jsonify(error="body is not UTF-8 JSON"), 400
+    bind(wamid=webhook_correlation_id(document))  # cleared in _forget_correlation
     if not isinstance(document, dict) or document.get("object") != WABA_OBJECT:
         # Acknowledge what is not for us, or Meta retries it for a week.
+        metrics.rejected("ignored_object")
         log.info("webhook ignored: object is not %s", WABA_OBJECT)
         return jsonify(status="ignored"), 200
     try:
         current_app.config["ENQUEUE"](text)
     except Exception as exc:  # QueueUnavailable or any broker error: never 200 unqueued
         # The class name only: broker error texts can carry host names or URLs.
+        metrics.rejected("queue_unavailable")
         log.error("webhook not queued, answering 503: %s", exc.__class__.__name__)
         return jsonify(error="queue unavailable, retry later"), 503
+    metrics.queued()
     log.info("webhook queued (%d bytes)", len(body))
     return jsonify(status="queued"), 200
+
+
+@bp.teardown_request
+def _forget_correlation(_exc: BaseException | None = None) -> None:
+    # Worker threads serve request after request: one webhook's id must not tag the next.
+    clear_context()

@@ -7,10 +7,11 @@ separate so a slow Graph API never delays inbound work; ``maintenance`` carries 
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
 from kombu import Queue
 
-from settings import get_settings
+from settings import SettingsError, get_settings
+from worker import metrics
 
 INBOUND_QUEUE = "inbound"
 OUTBOUND_QUEUE = "outbound"
@@ -40,7 +41,10 @@ def transport_options(broker_url: str) -> dict[str, object]:
 
 
 def create_celery() -> Celery:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:  # one line for the operator, not a traceback (worker/guards.py)
+        raise SystemExit(f"parley: {exc}") from None
     app = Celery("parley", broker=settings.broker_url, include=["worker.tasks"])
     app.conf.update(
         task_serializer="json",
@@ -66,7 +70,27 @@ def create_celery() -> Celery:
         timezone="UTC",
         enable_utc=True,
     )
+    metrics.connect_signals()
     return app
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: int | None = None, **_: object) -> None:
+    # Connected, this signal stops Celery from configuring logging itself: workers and
+    # Beat log like the receiver (conversation/logs.py), at the level of --loglevel.
+    from conversation.logs import configure_logging
+
+    configure_logging(get_settings(), level=loglevel or None)
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_unsafe_start(**_: object) -> None:
+    # An evicting broker, a visibility timeout a task can outlive, fault injection in
+    # production: print one line and exit rather than lose or repeat messages.
+    from worker.guards import enforce
+
+    enforce(app)
 
 
 @worker_process_init.connect

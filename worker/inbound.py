@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conversation.db import session_scope
-from conversation.engine import EngineConfig
-from conversation.inbound import apply_status, process_event
-from conversation.models import InboundMessage, utcnow
+from conversation.engine import EngineConfig, text_message
+from conversation.events import InboundEvent
+from conversation.inbound import InboundResult, apply_status, process_event
+from conversation.logs import bind, clear_context
+from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.payload import parse_payload
 from settings import Settings
+from worker import faults, metrics
 
 log = logging.getLogger(__name__)
+
+# A message that fails this many times in a row (not a database outage) is dead-lettered.
+POISON_ATTEMPTS = 3
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -48,49 +57,134 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
     """Run every item of ``raw``; ``hand_off(user_key)`` is called after each commit with replies.
 
     A database outage raises (the task retries the whole payload; handled items are then
-    duplicates and skipped). Any other error is confined to its item: recorded as failed,
-    its siblings still processed.
+    duplicates and skipped). Any other error is confined to its item: tried POISON_ATTEMPTS
+    times, then dead-lettered (outcome "failed" with the error, an apology queued to the
+    customer), its siblings and the customer's later messages still processed.
     """
     parsed = parse_payload(raw)
     report = PayloadReport(skipped=len(parsed.skipped))
+    metrics.count_inbound("unknown", "skipped", len(parsed.skipped))
     for item in parsed.skipped:
         log.warning("skipped malformed webhook item", extra={"where": item.where, "reason": item.reason})
     config = engine_config(settings)
     for event in parsed.messages:
+        bind(wamid=event.wamid)  # the correlation id of every line about this message
         try:
-            with session_scope() as session:
-                result = process_event(session, event, config, mark_as_read=settings.mark_as_read)
+            result = _process_item(event, config, settings.mark_as_read)
         except Exception as exc:
             if is_transient(exc):
                 raise
             log.exception("inbound message failed", extra={"wamid": event.wamid})
-            _record_failure(event.wamid, event.user.key, event.message_type, event.raw, exc)
+            if _record_failure(event, exc, config.texts.action_failed):
+                _hand_off(hand_off, event.user.key)
             report.failed += 1
+            metrics.count_inbound(event.message_type, "failed")
             continue
+        faults.point("after_commit", event.text)
         if result.duplicate:
             report.duplicates += 1
+            metrics.count_inbound(event.message_type, "duplicate")
+            # A redelivery after a crash between commit and hand-off: send now, not at the next sweep.
+            _hand_off(hand_off, result.user_key)
             continue
         report.handled += 1
+        metrics.message_handled(event.message_type, result.outcome, event.timestamp)
+        log.info(
+            "inbound message handled",
+            extra={"type": event.message_type, "outcome": result.outcome, "user_key": result.user_key},
+        )
         if result.outbox_ids:
-            hand_off(result.user_key)
+            _hand_off(hand_off, result.user_key)
             report.users_to_send.append(result.user_key)
+    clear_context()
     for status in parsed.statuses:
         with session_scope() as session:
-            apply_status(session, status)
+            applied = apply_status(session, status)
+        metrics.count_status(status.status, applied, status.error_code)
         report.statuses += 1
     return report
 
 
-def _record_failure(wamid: str, user_key: str, message_type: str, raw: dict, exc: Exception) -> None:
-    """Dead-letter the item so a redelivery does not loop on it; never blocks later messages."""
+def _process_item(event: InboundEvent, config: EngineConfig, mark_as_read: bool) -> InboundResult:
+    """One message in its own transaction, tried up to POISON_ATTEMPTS times.
+
+    A database outage is raised at once (the task retries the payload later); any other
+    error is retried here, then raised for the caller to dead-letter.
+    """
+    for attempt in range(1, POISON_ATTEMPTS + 1):
+        try:
+            with session_scope() as session:
+                result = process_event(session, event, config, mark_as_read=mark_as_read)
+                faults.point("before_commit", event.text)
+            return result
+        except Exception as exc:
+            if is_transient(exc) or attempt == POISON_ATTEMPTS:
+                raise
+            log.warning("inbound message failed, trying again", extra={"wamid": event.wamid, "attempt": attempt})
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
+
+
+def _hand_off(hand_off: Callable[[str], None], user_key: str) -> None:
+    try:
+        hand_off(user_key)
+    except Exception:  # broker down: the outbox sweep hands the committed rows on later
+        log.warning("hand-off failed; the outbox sweep will send", exc_info=True)
+
+
+def _storable(value: Any) -> Any:
+    """JSON Postgres accepts whatever broke the message: no NUL, lone surrogate or NaN."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def _record_failure(event: InboundEvent, exc: Exception, apology: str) -> bool:
+    """Dead-letter the item (a redelivery then skips it) and queue an apology to the customer.
+
+    Returns True when an apology was queued. Never blocks the customer's later messages:
+    the failed transaction is gone, and this one only inserts.
+    """
+    now = utcnow()
     try:
         with session_scope() as session:
-            existing = session.query(InboundMessage).filter_by(wamid=wamid).one_or_none()
+            existing = session.query(InboundMessage).filter_by(wamid=event.wamid).one_or_none()
+            first = existing is None
             if existing is None:
-                existing = InboundMessage(wamid=wamid, user_key=user_key, message_type=message_type, payload=raw)
+                existing = InboundMessage(
+                    wamid=event.wamid,
+                    user_key=event.user.key,
+                    phone_number_id=event.phone_number_id,
+                    message_type=event.message_type,
+                    payload=_storable(event.raw),
+                    received_at=now,
+                )
                 session.add(existing)
             existing.outcome = "failed"
-            existing.error = f"{exc.__class__.__name__}: {exc}"[:2000]
-            existing.received_at = existing.received_at or utcnow()
+            existing.error = f"after {POISON_ATTEMPTS} attempts: {exc.__class__.__name__}: {exc}"[:2000]
+            if first:  # only the delivery that dead-letters it apologizes, never twice
+                session.add(
+                    OutboundMessage(
+                        user_key=event.user.key,
+                        phone_number_id=event.phone_number_id,
+                        to_phone=event.user.phone,
+                        to_user_id=event.user.user_id,
+                        kind="message",
+                        content=text_message(apology),
+                        inbound_wamid=event.wamid,
+                        status="pending",
+                        attempts=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        return first
     except Exception:  # the failure record is best effort; the log line above has it
-        log.exception("could not record the failed message", extra={"wamid": wamid})
+        log.exception("could not record the failed message", extra={"wamid": event.wamid})
+        return False

@@ -13,6 +13,7 @@ from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService
 from settings import get_settings
+from worker import metrics
 from worker.celery_app import app
 from worker.graph import GraphClient
 from worker.inbound import is_transient, process_raw
@@ -88,6 +89,7 @@ def expire_conversations() -> int:
     with session_scope() as session:
         removed = ConversationService(session).cleanup_expired_conversations()
     if removed:
+        metrics.count_engine_outcome("expired", removed)
         log.info("expired conversations removed", extra={"count": removed})
     return removed
 

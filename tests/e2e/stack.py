@@ -56,7 +56,14 @@ class Stack:
     workdir: Path
     redis_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
+    # One /metrics port per Celery worker (worker1, worker2).
+    worker_metrics_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # True: no Meta token and no WHATSAPP_API_URL, so replies go to the receiver's /sandbox.
+    sandbox: bool = False
+    # True: Redis persists every write (AOF, fsync always) in workdir, as production needs;
+    # the reliability suite kills and restarts it.
+    redis_aof: bool = False
 
     @property
     def broker_url(self) -> str:
@@ -75,20 +82,24 @@ class Stack:
             WHATSAPP_APP_SECRET=APP_SECRET,
             WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
             WHATSAPP_ACCESS_TOKEN=ACCESS_TOKEN,
-            WHATSAPP_API_URL=self.stub.url,
+            WHATSAPP_API_URL=self.stub.url if self.stub is not None else "",
             PARLEY_PUBLIC_URL=self.base_url,
             PARLEY_GRAPH_READ_TIMEOUT="2",
             PARLEY_SWEEP_INTERVAL_SECONDS="2",
             PARLEY_SWEEP_GRACE_SECONDS="3",
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
+            PARLEY_LOG_FORMAT="json",
+            PARLEY_METRICS_DIR=str(self.workdir / "metrics"),
         )
+        if self.sandbox:
+            del env["WHATSAPP_ACCESS_TOKEN"], env["WHATSAPP_API_URL"]
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], **env: str) -> None:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.procs[name] = subprocess.Popen(
-            args, cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=ROOT, env={**self.env(), **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def start_redis(self) -> None:
@@ -102,13 +113,19 @@ class Stack:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *self._redis_persistence(),
                 "--maxmemory-policy",
                 "noeviction",
             ],
         )
         wait_until(self._redis_up, 10, "private redis")
+
+    def _redis_persistence(self) -> list[str]:
+        if not self.redis_aof:
+            return ["--appendonly", "no"]
+        data = self.workdir / "redis-data"
+        data.mkdir(exist_ok=True)
+        return ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(data)]
 
     def _redis_up(self) -> bool:
         try:
@@ -134,6 +151,8 @@ class Stack:
             "web",
             [
                 str(BIN / "gunicorn"),
+                "-c",
+                "webhook/gunicorn_conf.py",
                 "webhook:create_app()",
                 "--bind",
                 f"127.0.0.1:{self.web_port}",
@@ -162,6 +181,7 @@ class Stack:
                     "--loglevel",
                     "INFO",
                 ],
+                PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
             )
         self._spawn(
             "beat",

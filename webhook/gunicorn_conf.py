@@ -1,0 +1,68 @@
+"""gunicorn settings for the receiver: ``gunicorn -c webhook/gunicorn_conf.py "webhook:create_app()"``.
+
+What it adds to the plain ``gunicorn "webhook:create_app()"`` (which keeps working):
+
+- Prometheus multiprocess mode: the master points ``PROMETHEUS_MULTIPROC_DIR`` at
+  ``{PARLEY_METRICS_DIR}/web`` (emptied when it starts) before forking, so ``/metrics``
+  sums every worker; a dead worker's live gauges are dropped (``child_exit``).
+- gunicorn's own lines (boot, worker exits, access log) in parley's format and masking
+  (``PARLEY_LOG_FORMAT``), so a JSON log stream stays one object per line.
+
+Command-line options (``--bind``, ``--workers``, ...) still apply on top of this file.
+Nothing here imports prometheus_client: it picks its mode at first import, and the
+workers inherit the master's modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from conversation.logs import gunicorn_log_config
+from settings import SettingsError, load_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+log = logging.getLogger("gunicorn.error")
+
+try:
+    _settings = load_settings()
+except SettingsError:
+    # create_app refuses to start with the one-line reason; nothing to set up here.
+    _settings = None
+
+
+def use_metrics_dir(path: Path) -> bool:
+    """Create ``path`` and point prometheus_client at it; False (per-process metrics) if unusable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("metrics directory %s unusable, /metrics shows one worker per scrape: %s", path, exc)
+        return False
+    os.environ[MULTIPROC_ENV] = str(path)
+    return True
+
+
+if _settings is not None:
+    logconfig_dict = gunicorn_log_config(_settings)
+    # Set here, at config load, not in a hook: with --preload the master imports the app
+    # (and prometheus_client) before on_starting runs.
+    use_metrics_dir(_settings.metrics_dir / "web")
+
+
+def on_starting(server: Any) -> None:
+    """Master, once, before the first fork (not on a HUP reload): drop the last run's files."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        for old in Path(path).glob("*.db"):
+            old.unlink(missing_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master, when a worker exits: its live-gauge files go (counters stay summed)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
