@@ -25,7 +25,20 @@ from conversation.keywords import KeywordIndex
 from conversation.validation import check, expected
 from templates.normalize import normalize
 from templates.placeholders import render
-from templates.schema import HttpAction, Option, Step, TemplateDef
+from templates.schema import (
+    MAX_BUTTON_TITLE,
+    MAX_FOOTER,
+    MAX_HEADER,
+    MAX_INTERACTIVE_BODY,
+    MAX_LIST_BUTTON,
+    MAX_ROW_DESCRIPTION,
+    MAX_ROW_TITLE,
+    MAX_SECTION_TITLE,
+    HttpAction,
+    Option,
+    Step,
+    TemplateDef,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +196,36 @@ def _render_tree(node: Any, values: Mapping[str, Any]) -> Any:
     return node
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clamp(message: dict[str, Any]) -> dict[str, Any]:
+    """Keep rendered fields within Meta's limits: a long placeholder value (a customer's
+    name in a button title) must shorten the text, not get the whole message refused."""
+    for part, limit in (("header", MAX_HEADER), ("footer", MAX_FOOTER), ("body", MAX_INTERACTIVE_BODY)):
+        if isinstance(message.get(part), dict) and isinstance(message[part].get("text"), str):
+            message[part]["text"] = _clip(message[part]["text"], limit)
+    action = message.get("action") or {}
+    for button in action.get("buttons", []):
+        button["reply"]["title"] = _clip(button["reply"]["title"], MAX_BUTTON_TITLE)
+    if isinstance(action.get("button"), str):
+        action["button"] = _clip(action["button"], MAX_LIST_BUTTON)
+    for section in action.get("sections", []):
+        section["title"] = _clip(section["title"], MAX_SECTION_TITLE)
+        for row in section["rows"]:
+            row["title"] = _clip(row["title"], MAX_ROW_TITLE)
+            if isinstance(row.get("description"), str):
+                row["description"] = _clip(row["description"], MAX_ROW_DESCRIPTION)
+    return message
+
+
 def interactive(message: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """A flow message (button/list/text shape) as WhatsApp content, placeholders filled."""
     filled = _render_tree(message, values)
     if filled["type"] == "text":
         return text_message(filled["body"]["text"])
-    return {"type": "interactive", "interactive": filled}
+    return {"type": "interactive", "interactive": _clamp(filled)}
 
 
 # --- the engine ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ hands the outbox to the sender.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,9 +42,11 @@ def _insert(session: Session, model: type) -> Insert:
 
 
 def jsonb_safe(value: Any) -> Any:
-    """Postgres JSONB refuses NUL characters; a customer may still send them."""
+    """Postgres JSONB refuses NUL characters, lone surrogates and NaN; a payload may still hold them."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, dict):
         return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
     if isinstance(value, list):

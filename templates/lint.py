@@ -216,6 +216,9 @@ class _Linter:
             if options:
                 message = "message: offers options on a step that ends the conversation; nobody could answer them"
                 self.error(name, step_name, "message", message)
+            if step.prompt is None and step.message is None:
+                message = "prompt missing: the conversation ends here without a word to the customer"
+                self.error(name, step_name, "prompt", message)
             return
         if step_name != INITIAL and step.prompt is None and step.message is None:
             message = "prompt missing: the step waits for an answer but sends no prompt or message"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conversation.db import session_scope
@@ -72,8 +73,8 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
         try:
             result = _process_item(event, config, settings.mark_as_read)
         except Exception as exc:
-            if is_transient(exc):
-                raise
+            if is_transient(exc) or isinstance(exc, SoftTimeLimitExceeded):
+                raise  # the task retries the payload later; handled items are then duplicates
             log.exception("inbound message failed", extra={"wamid": event.wamid})
             if _record_failure(event, exc, config.texts.action_failed):
                 _hand_off(hand_off, event.user.key)
@@ -118,7 +119,8 @@ def _process_item(event: InboundEvent, config: EngineConfig, mark_as_read: bool)
                 faults.point("before_commit", event.text)
             return result
         except Exception as exc:
-            if is_transient(exc) or attempt == POISON_ATTEMPTS:
+            # Past the soft time limit there is no time for another try: the task retries.
+            if is_transient(exc) or isinstance(exc, SoftTimeLimitExceeded) or attempt == POISON_ATTEMPTS:
                 raise
             log.warning("inbound message failed, trying again", extra={"wamid": event.wamid, "attempt": attempt})
             time.sleep(0.1 * attempt)
