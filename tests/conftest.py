@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from settings import normalize_database_url
 
+ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = normalize_database_url(
     os.environ.get("PARLEY_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
@@ -60,6 +63,46 @@ def drop_database(url: str) -> None:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new migrated Postgres database for code that commits for real; dropped after."""
+    try:
+        url = create_database()
+    except Exception as exc:
+        service_missing("PostgreSQL", exc)
+    migrate(url)
+    try:
+        yield url
+    finally:
+        drop_database(url)
+
+
+@contextmanager
+def engine_with_shipped_flows() -> Iterator[Engine]:
+    """A fresh database holding the flows of ``templates/``, and an engine on it."""
+    from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
+    from conversation.db import make_engine
+    from conversation.service import ConversationService
+    from templates.loader import load_directory
+
+    flows = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS).templates
+    with fresh_database() as url:
+        engine = make_engine(url)
+        with Session(engine) as session, session.begin():
+            ConversationService(session).upsert_templates(flows.values())
+        yield engine
+        engine.dispose()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Keep the call report on the item, so fixtures can show process logs on failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

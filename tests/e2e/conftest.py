@@ -45,11 +45,3 @@ def _show_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     report = getattr(request.node, "rep_call", None)
     if report is not None and report.failed and "stack" in request.fixturenames:
         print(request.getfixturevalue("stack").logs())
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]

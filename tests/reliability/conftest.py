@@ -62,14 +62,6 @@ def _show_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
         print(request.getfixturevalue("chaos").logs())
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not TALLIES:
         return

@@ -15,12 +15,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from conversation import db
-from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.models import ConversationState, OutboundMessage
-from conversation.service import ConversationService
-from settings import ROOT, load_settings
-from templates.loader import load_directory
-from tests.conftest import create_database, drop_database, migrate, service_missing
+from settings import load_settings
+from tests.conftest import engine_with_shipped_flows
 from tests.e2e.stack import APP_SECRET, Stack
 from tests.webhook.test_simulator_browser import sandbox_stack
 from webhook import create_app
@@ -104,18 +101,8 @@ def test_no_receiver_is_a_clear_error() -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    engine = db.make_engine(url)
-    flows = load_directory(ROOT / "templates", actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS).templates
-    with Session(engine) as session, session.begin():
-        ConversationService(session).upsert_templates(flows.values())
-    yield engine
-    engine.dispose()
-    drop_database(url)
+    with engine_with_shipped_flows() as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -26,14 +26,11 @@ from sqlalchemy.engine import Engine
 
 import settings as settings_module
 from conversation import db
-from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.models import ConversationState, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 from conversation.payload import parse_payload
-from conversation.service import ConversationService
 from settings import ROOT, Settings, SettingsError, load_settings
 from templates import graph
-from templates.loader import load_directory
-from tests.conftest import create_database, drop_database, migrate, service_missing
+from tests.conftest import engine_with_shipped_flows, service_missing
 from webhook import simulator
 from webhook.signature import verify
 
@@ -73,22 +70,8 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    engine = db.make_engine(url)
-    definitions = load_directory(ROOT / "templates", actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS).templates
-    with engine.begin() as conn:
-        from sqlalchemy.orm import Session
-
-        with Session(bind=conn) as session:
-            ConversationService(session).upsert_templates(definitions.values())
-            session.flush()
-    yield engine
-    engine.dispose()
-    drop_database(url)
+    with engine_with_shipped_flows() as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -8,21 +8,16 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from conversation import db
-from tests.conftest import create_database, drop_database, migrate, service_missing
+from tests.conftest import fresh_database
 
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     """A fresh migrated Postgres database that ``session_scope()`` uses for this module."""
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    eng = db.make_engine(url)
-    previous = (db._engine, db._factory)
-    db.configure_engine(eng)
-    yield eng
-    db._engine, db._factory = previous  # later tests get the engine they had
-    eng.dispose()
-    drop_database(url)
+    with fresh_database() as url:
+        eng = db.make_engine(url)
+        previous = (db._engine, db._factory)
+        db.configure_engine(eng)
+        yield eng
+        db._engine, db._factory = previous  # later tests get the engine they had
+        eng.dispose()
