@@ -163,6 +163,17 @@ def test_coffee_order_clicked_through(page: Any, sim_stack: Stack) -> None:
     expect(page.locator("#waiting")).to_be_hidden()
     page.screenshot(path=str(ARTIFACTS / "simulator.png"), full_page=True)
 
+    # The business takes the order home: the answers export holds it.
+    page.select_option("#funnel-template", "new_order")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export answers (CSV)").click()
+    assert download.value.suggested_filename == "new_order-answers.csv"
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    header, *rows = exported.splitlines()
+    assert header.startswith("submitted_at,template,user,")
+    mine = [r for r in rows if order.group(0) in r]
+    assert len(mine) == 1 and ",coffee," in mine[0] and ",Coffee," in mine[0]
+
 
 def test_a_silent_pipeline_shows_waiting_for_reply(page: Any) -> None:
     from playwright.sync_api import expect

@@ -381,6 +381,28 @@ async function showFunnel(template) {
   renderFunnel(box, body);
 }
 
+// The answers of completed flows, as the admin API exports them (CSV download).
+async function exportAnswers() {
+  const template = sim.funnelTemplate;
+  if (!template) return;
+  const headers = adminToken() ? { Authorization: "Bearer " + adminToken() } : {};
+  const response = await fetch(`/admin/api/submissions.csv?template=${encodeURIComponent(template)}`, { headers });
+  if (response.status === 401 || response.status === 403) {
+    askToken("Exporting answers needs the admin token.");
+    return;
+  }
+  if (!response.ok) {
+    $("funnel").append(el("p", "muted", `export failed (${response.status})`));
+    return;
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = `${template}-answers.csv`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
 function renderFunnel(box, funnel) {
   box.replaceChildren();
   const started = funnel.started || 0;
@@ -554,6 +576,7 @@ function wire() {
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") closeSheet();
   });
+  $("export-csv").addEventListener("click", exportAnswers);
   $("funnel-template").addEventListener("change", (event) => {
     showFunnel(event.target.value);
     if (!sim.state) showDiagram(event.target.value, null); // nothing live to follow: draw the chosen flow
