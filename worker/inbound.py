@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -16,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from conversation.db import session_scope
 from conversation.engine import EngineConfig, text_message
 from conversation.events import InboundEvent
-from conversation.inbound import InboundResult, apply_status, process_event
+from conversation.inbound import InboundResult, apply_status, jsonb_safe, lock_contact, process_event
 from conversation.logs import bind, clear_context
 from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.payload import parse_payload
@@ -134,19 +132,6 @@ def _hand_off(hand_off: Callable[[str], None], user_key: str) -> None:
         log.warning("hand-off failed; the outbox sweep will send", exc_info=True)
 
 
-def _storable(value: Any) -> Any:
-    """JSON Postgres accepts whatever broke the message: no NUL, lone surrogate or NaN."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {_storable(str(k)): _storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    return value
-
-
 def _record_failure(event: InboundEvent, exc: Exception, apology: str) -> bool:
     """Dead-letter the item (a redelivery then skips it) and queue an apology to the customer.
 
@@ -164,13 +149,14 @@ def _record_failure(event: InboundEvent, exc: Exception, apology: str) -> bool:
                     user_key=event.user.key,
                     phone_number_id=event.phone_number_id,
                     message_type=event.message_type,
-                    payload=_storable(event.raw),
+                    payload=jsonb_safe(event.raw),
                     received_at=now,
                 )
                 session.add(existing)
             existing.outcome = "failed"
             existing.error = f"after {POISON_ATTEMPTS} attempts: {exc.__class__.__name__}: {exc}"[:2000]
             if first:  # only the delivery that dead-letters it apologizes, never twice
+                lock_contact(session, event, now)  # the sender's lease lives on this row
                 session.add(
                     OutboundMessage(
                         user_key=event.user.key,

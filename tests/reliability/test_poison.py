@@ -19,12 +19,14 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 import conversation.db as db_module
 import worker.inbound as inbound_module
+from conversation import outbox
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import configure_engine, make_engine, session_scope
-from conversation.models import InboundMessage, OutboundMessage
+from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.service import ConversationService
 from settings import load_settings
 from templates.loader import load_directory
@@ -220,3 +222,13 @@ def test_junk_items_never_escape_the_worker_and_a_valid_sibling_is_answered(
     report = process_raw(raw, SETTINGS, lambda _u: None)
     assert report.handled >= 1
     assert [body_text(r.content) for r in replies(user)][-1] == "Hi Test User! How can we help you today?"
+
+
+def test_an_apology_to_a_first_time_customer_can_be_sent(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sender leases the customer's contacts row; a poison first message must still create it."""
+    poison_on(monkeypatch, "POISON")
+    user = new_user()
+    process_raw(json.dumps(webhook([message(user, "POISON first")], [contact(user)])), SETTINGS, lambda _: None)
+    assert [body_text(r.content) for r in replies(user)] == [APOLOGY]
+    with Session(db) as session, session.begin():
+        assert outbox.acquire_lease(session, user, utcnow())
