@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import create_database, drop_database, migrate, service_missing
-from tests.e2e.stack import Stack, new_workdir
+from tests.conftest import fresh_database
+from tests.e2e.stack import Stack, require_redis_server, started
 from tests.support.graph_stub import GraphStub
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server (binary)", FileNotFoundError("redis-server"))
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    stub = GraphStub().start()
-    running = Stack(database_url=url, stub=stub, workdir=new_workdir())
-    try:
-        running.start()
+    require_redis_server()
+    with fresh_database() as url, started(Stack, url, GraphStub()) as running:
         yield running
-    finally:
-        running.stop_all()
-        stub.stop()
-        drop_database(url)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,26 @@ def combine(*payloads: dict[str, Any]) -> dict[str, Any]:
 
 def new_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="parley-e2e-"))
+
+
+def require_redis_server() -> None:
+    """The stack runs a private redis-server; without the binary there is no stack."""
+    import shutil
+
+    from tests.conftest import service_missing
+
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server (binary)", FileNotFoundError("redis-server"))
+
+
+@contextmanager
+def started(factory: type[Stack], database_url: str, stub: Any) -> Iterator[Stack]:
+    """A running stack (of ``factory``) on ``database_url`` with ``stub``; stopped after."""
+    stub.start()
+    running = factory(database_url=database_url, stub=stub, workdir=new_workdir())
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop_all()
+        stub.stop()

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_database, drop_database, migrate, service_missing
-from tests.e2e.stack import new_workdir
+from tests.conftest import fresh_database
+from tests.e2e.stack import require_redis_server, started
 from tests.reliability.audit import Tally, table
 from tests.reliability.harness import ChaosStack, ensure_postgres_up
 from tests.support.graph_stub import GraphStub
@@ -28,24 +27,14 @@ BEGIN, END = "<!-- chaos-figures:begin -->", "<!-- chaos-figures:end -->"
 
 @pytest.fixture(scope="session")
 def chaos() -> Iterator[ChaosStack]:
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server (binary)", FileNotFoundError("redis-server"))
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    # A hung Graph request is held this long (the sender gives up after its 2 s read timeout).
-    stub = GraphStub(hang_seconds=3).start()
-    stack = ChaosStack(database_url=url, stub=stub, workdir=new_workdir())
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop_all()
-        stub.stop()
-        ensure_postgres_up()  # whatever a scenario did to the machine's Postgres
-        drop_database(url)
+    require_redis_server()
+    with fresh_database() as url:
+        try:
+            # A hung Graph request is held this long (the sender gives up after its 2 s read timeout).
+            with started(ChaosStack, url, GraphStub(hang_seconds=3)) as stack:
+                yield stack  # type: ignore[misc]
+        finally:
+            ensure_postgres_up()  # whatever a scenario did to the machine's Postgres
 
 
 @pytest.fixture
