@@ -184,20 +184,15 @@ class Stack:
                 ],
                 PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
             )
-        self._spawn(
-            "beat",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "celery_beat",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.workdir / "beat-schedule"),
-            ],
-        )
+        self.start_beat("beat")
         wait_until(self._web_up, 30, "gunicorn")
+
+    def start_beat(self, name: str) -> None:
+        """A Beat process named ``name`` with a schedule file of its own."""
+        schedule = str(self.workdir / f"{name}-schedule")
+        self._spawn(
+            name, [str(BIN / "celery"), "-A", "celery_beat", "beat", "--loglevel", "INFO", "--schedule", schedule]
+        )
 
     def _web_up(self) -> bool:
         try:

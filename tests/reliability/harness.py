@@ -159,19 +159,7 @@ class ChaosStack(Stack):
         self.start_workers(faults)
 
     def start_second_beat(self) -> None:
-        self._spawn(
-            "beat2",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "celery_beat",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.workdir / "beat2-schedule"),
-            ],
-        )
+        self.start_beat("beat2")
 
     # --- Redis ----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.service import ConversationService
 from settings import load_settings
 from templates.loader import load_directory
-from tests.conftest import create_database, drop_database, migrate, service_missing
+from tests.conftest import fresh_database
 from tests.e2e.stack import contact, message, webhook
 from tests.reliability.audit import body_text
 from worker.inbound import POISON_ATTEMPTS, process_raw
@@ -43,17 +43,12 @@ APOLOGY = "Sorry, something went wrong on our side. Please try again in a moment
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        drop_database(url)
+    with fresh_database() as url:
+        engine = make_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
