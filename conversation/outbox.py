@@ -2,7 +2,8 @@
 
 One sender at a time per customer holds a lease on their ``contacts`` row, so replies go
 out in the order they were written even with many sender processes; a crashed sender's
-lease simply runs out. Each function here is one short transaction's worth of work.
+lease simply runs out. The sender (worker/sender.py) composes these inside its own
+transactions: one to take a batch, one per reply to settle it and take the next.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from conversation.models import Contact, InboundMessage, OutboundMessage, SandboxMessage
@@ -30,14 +31,6 @@ def acquire_lease(session: Session, user_key: str, now: datetime) -> bool:
         .values(sender_lease_until=now + LEASE)
     )
     return bool(result.rowcount)
-
-
-def renew_lease(session: Session, user_key: str, now: datetime) -> None:
-    session.execute(update(Contact).where(Contact.user_key == user_key).values(sender_lease_until=now + LEASE))
-
-
-def release_lease(session: Session, user_key: str) -> None:
-    session.execute(update(Contact).where(Contact.user_key == user_key).values(sender_lease_until=None))
 
 
 @dataclass(frozen=True)
@@ -62,108 +55,160 @@ class Wait:
     until: datetime
 
 
-def take_next(session: Session, user_key: str, now: datetime) -> Job | Wait | None:
-    """Mark the customer's oldest open row as sending and return it; None when all is sent.
+@dataclass(frozen=True)
+class Accepted:
+    job_id: int
+    wamid: str | None
 
-    Never skips ahead: while the oldest row waits for a retry, later ones wait too.
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: int
+    code: int | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Send again at ``at``; ``hold`` also holds every later row (pair rate limit, 131056)."""
+
+    job_id: int
+    code: int | None
+    error: str
+    at: datetime
+    hold: bool = False
+
+
+@dataclass(frozen=True)
+class Untried:
+    """Taken but not sent (an earlier row of its batch must be retried first)."""
+
+    job_id: int
+
+
+Outcome = Accepted | Failed | Retry | Untried
+
+_JOB_COLUMNS = (
+    OutboundMessage.id,
+    OutboundMessage.kind,
+    OutboundMessage.phone_number_id,
+    OutboundMessage.to_phone,
+    OutboundMessage.to_user_id,
+    OutboundMessage.content,
+    OutboundMessage.attempts,
+    OutboundMessage.inbound_wamid,
+    OutboundMessage.created_at,
+    OutboundMessage.next_attempt_at,
+)
+
+
+def take(session: Session, user_key: str, now: datetime, limit: int = 20) -> list[Job] | Wait | None:
+    """Mark the customer's next rows ``sending`` and return them, oldest first; None when all is sent.
+
+    The caller holds the lease. A batch runs up to and including the first ``message`` row
+    (the read receipts before it ride along), so each reply's wamid is committed before the
+    next reply goes. Never skips ahead: while the oldest row waits for a retry, later ones wait too.
     """
-    row = session.scalar(
-        select(OutboundMessage)
+    found = session.execute(
+        select(*_JOB_COLUMNS, Contact.send_not_before)
+        .outerjoin(Contact, Contact.user_key == OutboundMessage.user_key)
         .where(OutboundMessage.user_key == user_key, OutboundMessage.status.in_(OPEN))
         .order_by(OutboundMessage.id)
-        .limit(1)
-        .with_for_update()
-    )
-    if row is None:
+        .limit(limit)
+        .with_for_update(of=OutboundMessage)
+    ).all()
+    if not found:
         return None
-    contact = session.get(Contact, user_key)
-    not_before = max(
-        (t for t in (row.next_attempt_at, contact.send_not_before if contact else None) if t is not None),
-        default=None,
-    )
-    if not_before is not None and not_before > now:
-        return Wait(not_before)
-    row.status = "sending"
-    row.attempts += 1
-    row.updated_at = now
-    return Job(
-        row.id,
-        row.kind,
-        row.phone_number_id,
-        row.to_phone,
-        row.to_user_id,
-        dict(row.content),
-        row.attempts,
-        row.inbound_wamid,
-        row.created_at,
-    )
-
-
-def mark_accepted(session: Session, job_id: int, wamid: str | None, now: datetime) -> None:
-    row = session.get(OutboundMessage, job_id, with_for_update=True)
-    if row is None:
-        return
-    # A status webhook may already have moved it further; only a fresh row takes "accepted".
-    if row.status in OPEN:
-        row.status = "accepted"
-    row.wamid = wamid or row.wamid
-    row.last_error = None
-    row.last_error_code = None
-    row.updated_at = now
-
-
-def mark_retry(session: Session, job_id: int, code: int | None, error: str, at: datetime, now: datetime) -> None:
-    row = session.get(OutboundMessage, job_id, with_for_update=True)
-    if row is None:
-        return
-    row.status = "pending"
-    row.next_attempt_at = at
-    row.last_error_code = code
-    row.last_error = error[:500]
-    row.updated_at = now
-
-
-def mark_failed(session: Session, job_id: int, code: int | None, error: str, now: datetime) -> None:
-    row = session.get(OutboundMessage, job_id, with_for_update=True)
-    if row is None:
-        return
-    row.status = "failed"
-    row.last_error_code = code
-    row.last_error = error[:500]
-    row.updated_at = now
-
-
-def hold_user(session: Session, user_key: str, until: datetime) -> None:
-    """Pair rate limit (131056): nothing more to this customer before ``until``."""
+    hold = found[0].send_not_before
+    if hold is not None and hold > now:
+        return Wait(hold)
+    batch: list[Job] = []
+    for row in found:
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            break
+        batch.append(Job(row.id, row.kind, row.phone_number_id, row.to_phone, row.to_user_id,
+                         dict(row.content), row.attempts + 1, row.inbound_wamid, row.created_at))  # fmt: skip
+        if row.kind == "message":
+            break
+    if not batch:
+        return Wait(found[0].next_attempt_at)
     session.execute(
-        update(Contact)
-        .where(Contact.user_key == user_key)
-        .values(send_not_before=until, pair_limit_hits=Contact.pair_limit_hits + 1)
+        update(OutboundMessage)
+        .where(OutboundMessage.id.in_([job.id for job in batch]))
+        .values(status="sending", attempts=OutboundMessage.attempts + 1, updated_at=now),
+        execution_options={"synchronize_session": False},
     )
+    return batch
 
 
-def clear_hold(session: Session, user_key: str) -> None:
-    session.execute(
-        update(Contact)
-        .where(Contact.user_key == user_key, Contact.pair_limit_hits > 0)
-        .values(send_not_before=None, pair_limit_hits=0)
-    )
+def settle(session: Session, user_key: str, outcomes: list[Outcome], now: datetime) -> None:
+    """Store what Graph answered for each sent row; a status webhook may already have moved one further."""
+    accepted = [o for o in outcomes if isinstance(o, Accepted)]
+    if accepted:
+        table = OutboundMessage.__table__
+        session.execute(
+            table.update()
+            .where(table.c.id == bindparam("job_id"))
+            .values(
+                status=case(*((table.c.status == state, "accepted") for state in OPEN), else_=table.c.status),
+                wamid=func.coalesce(bindparam("new_wamid"), table.c.wamid),
+                last_error=None,
+                last_error_code=None,
+                updated_at=now,
+            ),
+            [{"job_id": o.job_id, "new_wamid": o.wamid} for o in accepted],
+        )
+        # A reply went through: a pair-rate-limit hold is over.
+        session.execute(
+            update(Contact)
+            .where(Contact.user_key == user_key, Contact.pair_limit_hits > 0)
+            .values(send_not_before=None, pair_limit_hits=0)
+        )
+    for outcome in outcomes:
+        if isinstance(outcome, Failed):
+            session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.id == outcome.job_id)
+                .values(status="failed", last_error_code=outcome.code, last_error=outcome.error[:500], updated_at=now)
+            )
+        elif isinstance(outcome, Untried):
+            session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.id == outcome.job_id)
+                .values(status="pending", attempts=OutboundMessage.attempts - 1, updated_at=now)
+            )
+        elif isinstance(outcome, Retry):
+            session.execute(
+                update(OutboundMessage)
+                .where(OutboundMessage.id == outcome.job_id)
+                .values(
+                    status="pending",
+                    next_attempt_at=outcome.at,
+                    last_error_code=outcome.code,
+                    last_error=outcome.error[:500],
+                    updated_at=now,
+                )
+            )
+            if outcome.hold:
+                session.execute(
+                    update(Contact)
+                    .where(Contact.user_key == user_key)
+                    .values(send_not_before=outcome.at, pair_limit_hits=Contact.pair_limit_hits + 1)
+                )
+
+
+def keep_lease(session: Session, user_key: str, now: datetime) -> None:
+    """Renew the lease; the row lock it takes also waits for any transaction adding rows for this
+    customer (they lock the same ``contacts`` row), so the next ``take`` sees them."""
+    session.execute(update(Contact).where(Contact.user_key == user_key).values(sender_lease_until=now + LEASE))
+
+
+def release_lease(session: Session, user_key: str) -> None:
+    session.execute(update(Contact).where(Contact.user_key == user_key).values(sender_lease_until=None))
 
 
 def pair_limit_hits(session: Session, user_key: str) -> int:
-    contact = session.get(Contact, user_key)
-    return contact.pair_limit_hits if contact else 0
-
-
-def has_open(session: Session, user_key: str) -> bool:
-    return (
-        session.scalar(
-            select(OutboundMessage.id)
-            .where(OutboundMessage.user_key == user_key, OutboundMessage.status.in_(OPEN))
-            .limit(1)
-        )
-        is not None
-    )
+    return session.scalar(select(Contact.pair_limit_hits).where(Contact.user_key == user_key)) or 0
 
 
 def users_to_sweep(session: Session, now: datetime, grace: timedelta, limit: int = 1000) -> list[str]:

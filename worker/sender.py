@@ -1,7 +1,9 @@
 """Drain one customer's outbox through the Graph API, in order, one sender at a time.
 
-A row is marked ``sending`` and committed before the HTTP call and marked ``accepted``
-with its wamid right after, so a retry never resends what Graph acknowledged. The only
+Rows are marked ``sending`` and committed before the HTTP call and marked ``accepted``
+with their wamid right after, a batch ending at its first reply (read receipts ride
+along: marking read twice is harmless), so a retry never resends a reply Graph
+acknowledged. The only
 window for a duplicate is a crash between Graph's answer and that commit, or a send
 whose answer never came (see docs/RELIABILITY.md).
 """
@@ -13,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
+from typing import TypeVar
 
 from conversation import outbox
 from conversation.db import session_scope
@@ -23,6 +27,7 @@ from worker.graph import GraphClient, GraphError, retry_delay
 from worker.inbound import is_transient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How long to keep trying to store a wamid Graph returned while the database is away (a
 # Postgres restart takes seconds); giving up means a resend, i.e. a duplicate. Kept well
@@ -39,37 +44,62 @@ class DrainResult:
 
 
 def drain(user_key: str, client: GraphClient, max_attempts: int) -> DrainResult:
-    sent = failed = 0
-    while True:
-        with session_scope() as s:
-            if not outbox.acquire_lease(s, user_key, utcnow()):
-                return DrainResult(sent, failed, None, busy=True)
-        try:
-            retry_in, n_sent, n_failed = _drain_locked(user_key, client, max_attempts)
-        finally:
-            # Retried through a database restart, so the lease is not left to run out.
-            _with_db_retry(lambda: _release(user_key), "lease release")
-        sent, failed = sent + n_sent, failed + n_failed
-        if retry_in is not None:
-            return DrainResult(sent, failed, retry_in)
-        # A row committed while we held the lease may have had its hand-off refused as
-        # "busy"; look once more after releasing so it is never left waiting for a sweep.
-        with session_scope() as s:
-            if not outbox.has_open(s, user_key):
-                return DrainResult(sent, failed, None)
+    """Send the customer's open rows in order until none is left or the next must wait.
 
-
-def _drain_locked(user_key: str, client: GraphClient, max_attempts: int) -> tuple[float | None, int, int]:
-    sent = failed = 0
-    while True:
+    Two transactions for a typical message (its read receipt and its reply): one takes the
+    lease and the batch, one stores Graph's answers and takes the next batch or lets go.
+    """
+    with session_scope() as s:
         now = utcnow()
-        with session_scope() as s:
-            outbox.renew_lease(s, user_key, now)
-            job = outbox.take_next(s, user_key, now)
-        if job is None:
-            return None, sent, failed
-        if isinstance(job, outbox.Wait):
-            return max((job.until - now).total_seconds(), 0.05), sent, failed
+        if not outbox.acquire_lease(s, user_key, now):
+            return DrainResult(0, 0, None, busy=True)
+        batch = outbox.take(s, user_key, now)
+        if not isinstance(batch, list):
+            outbox.release_lease(s, user_key)
+    sent = failed = 0
+    holding = isinstance(batch, list)
+    try:
+        while isinstance(batch, list):
+            outcomes, retry_in = _send_batch(user_key, batch, client, max_attempts)
+            sent += sum(isinstance(o, outbox.Accepted) for o in outcomes)
+            failed += sum(isinstance(o, outbox.Failed) for o in outcomes)
+            batch = _with_db_retry(partial(_settle_and_take, user_key, outcomes, retry_in is None), "accepted send")
+            holding = isinstance(batch, list)
+            if retry_in is not None:
+                return DrainResult(sent, failed, retry_in)
+    finally:
+        if holding:  # an error mid-batch: let go at once rather than after the lease runs out
+            _with_db_retry(lambda: _release(user_key), "lease release")
+    if isinstance(batch, outbox.Wait):
+        return DrainResult(sent, failed, max((batch.until - utcnow()).total_seconds(), 0.05))
+    return DrainResult(sent, failed, None)
+
+
+def _settle_and_take(
+    user_key: str, outcomes: list[outbox.Outcome], more: bool
+) -> list[outbox.Job] | outbox.Wait | None:
+    """Commit Graph's answers; then either take the next batch (keeping the lease) or let go.
+
+    Until this commits, a crash or a retry sends the batch's reply again. The lease is
+    renewed first: its row lock waits for an inbound transaction adding rows for this
+    customer, so ``take`` sees them and none is left waiting for a sweep.
+    """
+    with session_scope() as s:
+        now = utcnow()
+        outbox.settle(s, user_key, outcomes, now)
+        outbox.keep_lease(s, user_key, now)
+        batch = outbox.take(s, user_key, now) if more else None
+        if not isinstance(batch, list):
+            outbox.release_lease(s, user_key)
+        return batch
+
+
+def _send_batch(
+    user_key: str, batch: list[outbox.Job], client: GraphClient, max_attempts: int
+) -> tuple[list[outbox.Outcome], float | None]:
+    """Send each row of the batch in order; stop at a row that must be retried (later rows wait)."""
+    outcomes: list[outbox.Outcome] = []
+    for job in batch:
         bind(wamid=job.inbound_wamid)
         try:
             if job.kind == "mark_read":
@@ -78,31 +108,22 @@ def _drain_locked(user_key: str, client: GraphClient, max_attempts: int) -> tupl
             else:
                 wamid = client.send(job.phone_number_id, job.to_phone, job.to_user_id, job.content).wamid
         except GraphError as exc:
-            done = _record_error(user_key, job, exc, max_attempts)
-            if done is None:
-                failed += 1
-                continue
-            return done, sent, failed
+            outcome = _classify(user_key, job, exc, max_attempts)
+            outcomes.append(outcome)
+            if isinstance(outcome, outbox.Retry):
+                # Later rows go back untried (not counted as an attempt) and wait behind it.
+                outcomes.extend(outbox.Untried(later.id) for later in batch[batch.index(job) + 1 :])
+                return outcomes, max((outcome.at - utcnow()).total_seconds(), 0.05)
+            continue
         faults.point("after_send")
-        _store_accepted(user_key, job.id, wamid)
+        outcomes.append(outbox.Accepted(job.id, wamid))
         metrics.send_accepted(job.kind, job.created_at)
         log.log(
             logging.INFO if job.kind == "message" else logging.DEBUG,
             "graph accepted",
             extra={"kind": job.kind, "outbox_id": job.id, "reply_wamid": wamid, "attempt": job.attempts},
         )
-        sent += 1
-
-
-def _store_accepted(user_key: str, job_id: int, wamid: str | None) -> None:
-    """Commit Graph's acceptance; until this commits, a crash or a retry sends the message again."""
-
-    def store() -> None:
-        with session_scope() as s:
-            outbox.mark_accepted(s, job_id, wamid, utcnow())
-            outbox.clear_hold(s, user_key)
-
-    _with_db_retry(store, "accepted send")
+    return outcomes, None
 
 
 def _release(user_key: str) -> None:
@@ -110,14 +131,13 @@ def _release(user_key: str) -> None:
         outbox.release_lease(s, user_key)
 
 
-def _with_db_retry(work: Callable[[], None], what: str) -> None:
+def _with_db_retry(work: Callable[[], T], what: str) -> T:
     """Run one short transaction, retrying for STORE_RETRY_SECONDS while the database is away."""
     deadline = time.monotonic() + STORE_RETRY_SECONDS
     pause = 0.2
     while True:
         try:
-            work()
-            return
+            return work()
         except Exception as exc:
             if not is_transient(exc) or time.monotonic() + pause > deadline:
                 raise
@@ -126,25 +146,23 @@ def _with_db_retry(work: Callable[[], None], what: str) -> None:
             pause = min(pause * 2, 2.0)
 
 
-def _record_error(user_key: str, job: outbox.Job, exc: GraphError, max_attempts: int) -> float | None:
-    """Store the failure; return seconds to wait before retrying, or None if it is final."""
+def _classify(user_key: str, job: outbox.Job, exc: GraphError, max_attempts: int) -> outbox.Outcome:
+    """What to store for a refused send: failed for good, or retried after a delay."""
     now = utcnow()
     code, text = exc.code, str(exc)
     final = exc.disposition in ("permanent", "auth") or job.attempts >= max_attempts or job.kind == "mark_read"
-    with session_scope() as s:
-        if final:
-            outbox.mark_failed(s, job.id, code, text, now)
-            metrics.send_refused(job.kind, True, code, exc.disposition)
-            level = logging.ERROR if exc.disposition == "auth" else logging.WARNING
-            log.log(level, "send failed for good", extra={"outbox_id": job.id, "code": code, "why": exc.disposition})
-            return None
-        if exc.disposition == "pair_limit":
+    if final:
+        metrics.send_refused(job.kind, True, code, exc.disposition)
+        level = logging.ERROR if exc.disposition == "auth" else logging.WARNING
+        log.log(level, "send failed for good", extra={"outbox_id": job.id, "code": code, "why": exc.disposition})
+        return outbox.Failed(job.id, code, text)
+    hold = exc.disposition == "pair_limit"
+    if hold:
+        with session_scope() as s:
             delay = retry_delay("pair_limit", outbox.pair_limit_hits(s, user_key))
-            outbox.hold_user(s, user_key, now + timedelta(seconds=delay))
-        else:
-            # Meta's Retry-After (or maintenance-mode minute) wins over our own backoff.
-            delay = max(retry_delay(exc.disposition, job.attempts), exc.retry_after or 0.0)
-        outbox.mark_retry(s, job.id, code, text, now + timedelta(seconds=delay), now)
+    else:
+        # Meta's Retry-After (or maintenance-mode minute) wins over our own backoff.
+        delay = max(retry_delay(exc.disposition, job.attempts), exc.retry_after or 0.0)
     metrics.send_refused(job.kind, False, code, exc.disposition)
     log.info("send will be retried", extra={"outbox_id": job.id, "code": code, "delay": round(delay, 2)})
-    return delay
+    return outbox.Retry(job.id, code, text, now + timedelta(seconds=delay), hold=hold)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from conversation import outbox
@@ -77,6 +77,48 @@ def test_replies_go_out_in_order_and_each_stores_its_wamid(engine, stub, client)
     stored = rows(user)
     assert all(r.status == "accepted" for r in stored)
     assert [r.wamid for r in stored[1:]] == [r.wamid for r in stub.messages() if r.recipient == f"+{user}"]
+
+
+def test_a_read_receipt_and_its_reply_cost_the_sender_two_transactions(engine, stub, client) -> None:
+    user = customer(engine, ["read", "reply"], ["mark_read", "message"])
+    commits: list[int] = []
+    listener = lambda _conn: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listener)
+    try:
+        result = drain(user, client, max_attempts=5)
+    finally:
+        event.remove(engine, "commit", listener)
+    assert (result.sent, result.failed) == (2, 0)
+    # One to take the lease and both rows, one to store the answers and let go.
+    assert len(commits) == 2
+    with session_scope() as s:
+        assert s.get(Contact, user).sender_lease_until is None
+
+
+def test_a_reply_written_while_the_sender_holds_the_lease_is_sent_by_that_sender(engine, stub, client) -> None:
+    """The inbound side locks the contacts row while it adds rows; the sender's last
+    transaction locks it too before looking for more, so nothing is left for the sweep."""
+    stub.configure(latency=0.3)
+    user = customer(engine, ["first"])
+    first_drain: list = []
+    sender = threading.Thread(target=lambda: first_drain.append(drain(user, client, 5)))
+    sender.start()
+    stub.wait_for_count(1)  # the sender holds the lease and waits for Graph
+    now = utcnow()
+    with session_scope() as s:
+        s.scalar(select(Contact).where(Contact.user_key == user).with_for_update())
+        s.add(
+            OutboundMessage(
+                user_key=user, phone_number_id="PNID", to_phone=user, kind="message",
+                content={"type": "text", "text": {"body": "second"}}, status="pending",
+                attempts=0, created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
+    assert drain(user, client, 5).busy  # its hand-off finds the lease taken
+    sender.join()
+    assert first_drain[0].sent == 2
+    assert sent_texts(stub, user) == ["first", "second"]
+    assert [r.status for r in rows(user)] == ["accepted", "accepted"]
 
 
 def test_two_senders_for_one_customer_send_each_reply_once_in_order(engine, stub, client) -> None:
