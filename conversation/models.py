@@ -84,6 +84,19 @@ class WorkflowTemplate(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
+class TemplateRevision(Base):
+    """One row whose ``revision`` changes (by trigger) with every write to ``workflow_templates``.
+
+    Workers compare it per message, one primary-key read, instead of scanning the table.
+    The trigger, its sequence and the row are created by migration c4d2e8a1f7b3.
+    """
+
+    __tablename__ = "template_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    revision: Mapped[int] = mapped_column(BigInteger)
+
+
 class ConversationState(Base):
     """A customer's live conversation. At most one per user, enforced by ``user_key``."""
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.engine import INITIAL, Conversation, EngineConfig, TemplateSet, current_menu
 from conversation.events import UserRef
-from conversation.models import ConversationEvent, ConversationState, WorkflowTemplate, utcnow
+from conversation.models import ConversationEvent, ConversationState, TemplateRevision, WorkflowTemplate, utcnow
 from templates.lint import LintError
 from templates.loader import lint_definitions
 from templates.schema import TemplateDef
@@ -42,7 +42,7 @@ class TemplateNotFound(LookupError):
     pass
 
 
-def to_definition(row: WorkflowTemplate) -> TemplateDef:
+def to_definition(row: Any) -> TemplateDef:
     """Rebuild the validated flow from its stored row."""
     data: dict[str, Any] = {
         "template_name": row.template_name,
@@ -65,39 +65,80 @@ def _apply_definition(row: WorkflowTemplate, definition: TemplateDef) -> None:
     row.options = {k: dumped[k] for k in _OPTION_FIELDS if k in dumped}
 
 
+_ROW_COLUMNS = (
+    WorkflowTemplate.id,
+    WorkflowTemplate.template_name,
+    WorkflowTemplate.template_type,
+    WorkflowTemplate.trigger_keywords,
+    WorkflowTemplate.is_active,
+    WorkflowTemplate.menu_structure,
+    WorkflowTemplate.options,
+)
+
+
+@dataclass
+class _Built:
+    revision: int | None
+    rows: dict[Any, tuple[tuple[Any, ...], TemplateDef | None]]  # id -> (stored columns, validated)
+    templates: TemplateSet
+
+
 class _TemplateCache:
-    """Process-wide: the built TemplateSet and the table revision it was built from."""
+    """Process-wide: the built TemplateSet and the template revision it was built from.
+
+    Per message it costs one primary-key read of ``template_revision`` (bumped by a
+    trigger on every write). On a change only rows whose stored columns differ are
+    validated again, so editing one of 10,000 templates does not stall a worker.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[tuple[Any, ...], TemplateSet]] = {}
+        self._entries: dict[str, _Built] = {}
 
     def get(self, session: Session) -> TemplateSet:
         bind = session.get_bind()
         key = str(bind.engine.url) if hasattr(bind, "engine") else str(bind)
-        revision = tuple(session.execute(select(func.count(), func.max(WorkflowTemplate.updated_at))).one())
+        revision = session.scalar(select(TemplateRevision.revision).where(TemplateRevision.id == 1))
         with self._lock:
             cached = self._entries.get(key)
-            if cached is not None and cached[0] == revision:
-                return cached[1]
-        rows = session.scalars(select(WorkflowTemplate)).all()
-        built = TemplateSet(_definitions(rows))
+        if cached is not None and revision is not None and cached.revision == revision:
+            return cached.templates
+        built = _rebuild(session, revision, cached.rows if cached is not None else {})
         with self._lock:
-            self._entries[key] = (revision, built)
-        return built
+            self._entries[key] = built
+        return built.templates
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
 
 
+def _rebuild(
+    session: Session, revision: int | None, previous: Mapping[Any, tuple[tuple[Any, ...], TemplateDef | None]]
+) -> _Built:
+    rows: dict[Any, tuple[tuple[Any, ...], TemplateDef | None]] = {}
+    for row in session.execute(select(*_ROW_COLUMNS)):
+        stored = tuple(row)
+        known = previous.get(row.id)
+        rows[row.id] = known if known is not None and known[0] == stored else (stored, _definition(row))
+    templates = {d.template_name: d for _, d in rows.values() if d is not None}
+    return _Built(revision, rows, TemplateSet(templates))
+
+
+def _definition(row: Any) -> TemplateDef | None:
+    try:
+        return to_definition(row)
+    except ValueError as exc:  # a row edited by hand outside parley; skip it, loudly
+        log.error("stored template %s is invalid and is ignored: %s", row.template_name, exc)
+        return None
+
+
 def _definitions(rows: Iterable[WorkflowTemplate]) -> dict[str, TemplateDef]:
     out: dict[str, TemplateDef] = {}
     for row in rows:
-        try:
-            out[row.template_name] = to_definition(row)
-        except ValueError as exc:  # a row edited by hand outside parley; skip it, loudly
-            log.error("stored template %s is invalid and is ignored: %s", row.template_name, exc)
+        definition = _definition(row)
+        if definition is not None:
+            out[row.template_name] = definition
     return out
 
 

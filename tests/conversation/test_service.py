@@ -6,13 +6,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from conversation import service as service_module
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.events import UserRef
-from conversation.models import ConversationState, WorkflowTemplate, utcnow
+from conversation.models import ConversationState, TemplateRevision, WorkflowTemplate, utcnow
 from conversation.service import TEMPLATE_CACHE, ConversationService, TemplateInvalid, TemplateNotFound
 from templates.loader import load_directory
 from templates.schema import TemplateDef
@@ -87,7 +88,33 @@ def test_template_cache_costs_one_query_when_nothing_changed(service: Conversati
         service.template_set()
     finally:
         event.remove(db_session.get_bind(), "before_cursor_execute", listener)
-    assert len(statements) == 1
+    assert len(statements) == 1 and "template_revision" in statements[0]  # a primary-key read, no table scan
+
+
+def test_a_write_outside_parley_is_noticed_and_only_changed_rows_are_validated_again(
+    service: ConversationService, db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert service.template_set().keywords.search("help") == "support"
+    validated: list[str] = []
+    real = service_module.to_definition
+    monkeypatch.setattr(service_module, "to_definition", lambda row: validated.append(row.template_name) or real(row))
+    # An operator's hand edit, no ORM involved: the trigger still changes the revision.
+    db_session.execute(text("UPDATE workflow_templates SET is_active = false WHERE template_name = 'support'"))
+    assert service.template_set().keywords.search("help") is None
+    assert validated == ["support"]
+
+
+def test_a_rolled_back_write_never_shares_its_revision_with_a_later_one(
+    service: ConversationService, db_session: Session
+) -> None:
+    before = db_session.scalar(select(TemplateRevision.revision))
+    nested = db_session.begin_nested()
+    db_session.execute(text("UPDATE workflow_templates SET is_active = false WHERE template_name = 'support'"))
+    rolled_back = db_session.scalar(select(TemplateRevision.revision))
+    nested.rollback()
+    assert db_session.scalar(select(TemplateRevision.revision)) == before
+    db_session.execute(text("UPDATE workflow_templates SET is_active = false WHERE template_name = 'account'"))
+    assert db_session.scalar(select(TemplateRevision.revision)) not in (before, rolled_back)
 
 
 def test_update_unknown_template(service: ConversationService) -> None:
