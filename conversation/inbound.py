@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, select
+from sqlalchemy import Insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -54,8 +54,8 @@ def jsonb_safe(value: Any) -> Any:
     return value
 
 
-def claim(session: Session, event: InboundEvent, now: datetime) -> bool:
-    """Record the message; False when its wamid was seen before (the dedupe key)."""
+def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
+    """Record the message and return its row id; None when its wamid was seen before (the dedupe key)."""
     stmt = (
         _insert(session, InboundMessage)
         .values(
@@ -71,10 +71,16 @@ def claim(session: Session, event: InboundEvent, now: datetime) -> bool:
         .on_conflict_do_nothing(index_elements=["wamid"])
         .returning(InboundMessage.id)
     )
-    return session.execute(stmt).scalar() is not None
+    return session.execute(stmt).scalar()
 
 
-def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contact:
+@dataclass(frozen=True)
+class ContactFacts:
+    last_fallback_at: datetime | None
+    profile_name: str | None
+
+
+def lock_contact(session: Session, event: InboundEvent, now: datetime) -> ContactFacts:
     """Upsert the customer's contacts row; the upsert holds its row lock until commit."""
     user = event.user
     stmt = _insert(session, Contact).values(
@@ -92,10 +98,12 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
         updates["user_id"] = user.user_id
     if user.profile_name:
         updates["profile_name"] = user.profile_name
-    session.execute(stmt.on_conflict_do_update(index_elements=["user_key"], set_=updates))
-    contact = session.get(Contact, user.key, populate_existing=True)
-    assert contact is not None
-    return contact
+    row = session.execute(
+        stmt.on_conflict_do_update(index_elements=["user_key"], set_=updates).returning(
+            Contact.last_fallback_at, Contact.profile_name
+        )
+    ).one()
+    return ContactFacts(row.last_fallback_at, row.profile_name)
 
 
 def process_event(
@@ -108,7 +116,8 @@ def process_event(
     """Handle one customer message exactly once; returns the outbox rows to hand on."""
     now = now or utcnow()
     user_key = event.user.key
-    if not claim(session, event, now):
+    inbound_id = claim(session, event, now)
+    if inbound_id is None:
         return InboundResult(duplicate=True, user_key=user_key)
     contact = lock_contact(session, event, now)
     service = ConversationService(session, config)
@@ -150,7 +159,7 @@ def process_event(
                 )
             )
         elif isinstance(effect, FallbackSent):
-            contact.last_fallback_at = now
+            session.execute(update(Contact).where(Contact.user_key == user_key).values(last_fallback_at=now))
         elif isinstance(effect, Entered):
             record_event(session, user_key, effect.template, effect.step, "entered", now)
         elif isinstance(effect, Ended):
@@ -163,10 +172,8 @@ def process_event(
         rows.append(_outbound(event, "mark_read", {"message_id": event.wamid}, now))
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
     session.add_all(rows)
-    inbound = session.scalar(select(InboundMessage).where(InboundMessage.wamid == event.wamid))
-    if inbound is not None:
-        inbound.outcome = result.outcome
     session.flush()
+    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(outcome=result.outcome))
     return InboundResult(False, user_key, result.outcome, [r.id for r in rows])
 
 
