@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -114,9 +115,19 @@ class _Metrics:
         )
 
 
-@lru_cache(maxsize=1)
+_instance: _Metrics | None = None
+_instance_lock = threading.Lock()
+
+
 def _metrics() -> _Metrics:
-    return _Metrics()
+    # Built once per process under a lock: a threads pool's first tasks arrive together,
+    # and a second registration raises DuplicateTimeseries (inside a send Graph accepted).
+    global _instance
+    if _instance is None:
+        with _instance_lock:
+            if _instance is None:
+                _instance = _Metrics()
+    return _instance
 
 
 def _type(message_type: str) -> str:
