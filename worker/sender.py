@@ -63,8 +63,10 @@ def drain(user_key: str, client: GraphClient, max_attempts: int) -> DrainResult:
             outcomes, retry_in = _send_batch(user_key, batch, client, max_attempts)
             sent += sum(isinstance(o, outbox.Accepted) for o in outcomes)
             failed += sum(isinstance(o, outbox.Failed) for o in outcomes)
+            done = batch
             batch = _with_db_retry(partial(_settle_and_take, user_key, outcomes, retry_in is None), "accepted send")
             holding = isinstance(batch, list)
+            _report_accepted(done, outcomes)
             if retry_in is not None:
                 return DrainResult(sent, failed, retry_in)
     finally:
@@ -117,13 +119,22 @@ def _send_batch(
             continue
         faults.point("after_send")
         outcomes.append(outbox.Accepted(job.id, wamid))
-        metrics.send_accepted(job.kind, job.created_at)
-        log.log(
-            logging.INFO if job.kind == "message" else logging.DEBUG,
-            "graph accepted",
-            extra={"kind": job.kind, "outbox_id": job.id, "reply_wamid": wamid, "attempt": job.attempts},
-        )
     return outcomes, None
+
+
+def _report_accepted(batch: list[outbox.Job], outcomes: list[outbox.Outcome]) -> None:
+    """Metrics and log lines, only once the answers are stored: nothing here may cost a resend."""
+    jobs = {job.id: job for job in batch}
+    for outcome in outcomes:
+        if isinstance(outcome, outbox.Accepted):
+            job = jobs[outcome.job_id]
+            bind(wamid=job.inbound_wamid)
+            metrics.send_accepted(job.kind, job.created_at)
+            log.log(
+                logging.INFO if job.kind == "message" else logging.DEBUG,
+                "graph accepted",
+                extra={"kind": job.kind, "outbox_id": job.id, "reply_wamid": outcome.wamid, "attempt": job.attempts},
+            )
 
 
 def _release(user_key: str) -> None:
