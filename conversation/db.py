@@ -21,6 +21,7 @@ from settings import get_settings
 
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
+_options: dict[str, Any] = {}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -56,7 +57,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def get_engine() -> Engine:
     global _engine, _factory
     if _engine is None:
-        _engine = make_engine(get_settings().database_url)
+        _engine = make_engine(get_settings().database_url, **_options)
         _factory = sessionmaker(_engine, expire_on_commit=False)
     return _engine
 
@@ -72,6 +73,15 @@ def configure_engine(engine: Engine) -> None:
     global _engine, _factory
     _engine = engine
     _factory = sessionmaker(engine, expire_on_commit=False)
+
+
+def use_engine_options(**options: Any) -> None:
+    """Options for the engine this process builds next (the current one, if any, is dropped)."""
+    global _engine, _factory
+    _options.update(options)
+    if _engine is not None:
+        _engine.dispose(close=False)
+    _engine = _factory = None
 
 
 def dispose_engine() -> None:

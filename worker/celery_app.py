@@ -93,12 +93,16 @@ def _refuse_unsafe_start(**_: object) -> None:
     enforce(app)
 
 
+@worker_init.connect
 @worker_process_init.connect
-def _fresh_connections_after_fork(**_: object) -> None:
-    # A forked child must not reuse the parent's pooled database connections.
-    from conversation.db import dispose_engine
+def _worker_connections(**_: object) -> None:
+    # A forked child must not reuse the parent's pooled database connections (the engine
+    # is rebuilt). No ping per checkout: that is a round trip per transaction, three per
+    # message. After a Postgres restart the first statement on a dead connection fails as
+    # transient instead, the pool is invalidated and the task or the sender retries.
+    from conversation.db import use_engine_options
 
-    dispose_engine()
+    use_engine_options(pool_pre_ping=False)
 
 
 app = create_celery()
