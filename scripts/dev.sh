@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start receiver, worker and Beat together (what `make run` does after migrating and
+# Start receiver, worker(s) and Beat together (what `make run` does after migrating and
 # loading the flows). Ctrl-C stops all three. Uses the environment's DATABASE_URL and
 # CELERY_BROKER_URL, or the embedded defaults (SQLite, no server, sandbox Graph API).
 set -euo pipefail
@@ -15,9 +15,17 @@ trap cleanup EXIT INT TERM
 
 "$BIN/gunicorn" "webhook:create_app()" --bind "127.0.0.1:$PORT" --workers 2 --threads 4 --access-logfile - &
 pids+=($!)
-# Embedded broker (SQLite) suits one worker process; with Redis, scale freely.
-"$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,outbound,maintenance &
-pids+=($!)
+if [[ "${CELERY_BROKER_URL:-}" == redis* ]]; then
+  # The production shape (docker-compose.yml): prefork for the engine, threads for sends.
+  "$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,maintenance &
+  pids+=($!)
+  "$BIN/celery" -A worker worker -n "sender@%h" --loglevel INFO --pool threads --concurrency "${SENDER_THREADS:-16}" -Q outbound &
+  pids+=($!)
+else
+  # The embedded broker (SQLite) suits one worker process for every queue.
+  "$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,outbound,maintenance &
+  pids+=($!)
+fi
 "$BIN/celery" -A celery_beat beat --loglevel INFO --schedule var/celerybeat-schedule &
 pids+=($!)
 

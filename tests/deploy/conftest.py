@@ -17,7 +17,7 @@ FILLED = {
 }
 
 # Services built from this repository's Dockerfile; everything else is a stock image.
-PARLEY_SERVICES = ("migrate", "web", "worker", "beat")
+PARLEY_SERVICES = ("migrate", "web", "worker", "sender", "beat")
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,7 @@ def celery_fact(args: list[str]) -> dict[str, Any]:
         "command": rest[0],
         "main": app.main,
         "options": {k: v for k, v in params.items() if isinstance(v, str | int | float | list)},
+        "pool": repr(params.get("pool")),  # the pool class --pool resolved to
         "queues": sorted(q.name for q in app.conf.task_queues or ()),
         "tasks": sorted(t for t in app.tasks if not t.startswith("celery.")),
         "beat_tasks": sorted(entry["task"] for entry in (app.conf.beat_schedule or {}).values()),

@@ -53,6 +53,7 @@ RUNS = {
     "migrate": ["migrate", "load flows"],
     "web": ["receiver"],
     "worker": ["worker"],
+    "sender": ["worker"],
     "beat": ["beat"],
 }
 # Variables that size the deployment; compose reads them, parley never does.
@@ -64,6 +65,7 @@ COMPOSE_KNOBS = {
     "WEB_WORKERS",
     "WORKER_CONCURRENCY",
     "WORKER_QUEUES",
+    "SENDER_THREADS",
     "FLOWER_PORT",
     "FLOWER_BASIC_AUTH",
 }
@@ -196,11 +198,14 @@ def test_entry_points_resolve_from_the_docker_build_context(
     assert {"/webhook", "/healthz", "/readyz"} <= set(web["rules"])
     assert web["bind"] == ["0.0.0.0:8000"]
     [worker] = (facts[tuple(argv)] for argv in commands["worker"])
+    [sender] = (facts[tuple(argv)] for argv in commands["sender"])
     [beat] = (facts[tuple(argv)] for argv in commands["beat"])
-    assert (worker["command"], beat["command"]) == ("worker", "beat")
-    assert worker["main"] == beat["main"] == "parley", "worker and beat must share the one Celery app"
+    assert (worker["command"], sender["command"], beat["command"]) == ("worker", "worker", "beat")
+    assert worker["main"] == sender["main"] == beat["main"] == "parley", "one Celery app for all"
     assert beat["beat_tasks"] and set(beat["beat_tasks"]) <= set(worker["tasks"])
-    assert set(worker["options"]["queues"]) == set(worker["queues"]), "the workers must consume every queue"
+    consumed = set(worker["options"]["queues"]) | set(sender["options"]["queues"])
+    assert consumed == set(worker["queues"]), "the workers must consume every queue"
+    assert sender["options"]["queues"] == ["outbound"] and "celery.concurrency.thread" in sender["pool"]
     ping = facts[tuple(health)]
     assert (ping["app"], ping["command"]) == ("worker", "inspect")
 
@@ -351,7 +356,7 @@ def test_every_dependency_waits_for_health_or_completion(services: dict[str, Any
             else:
                 assert condition == "service_completed_successfully", f"{name} → {target}: {condition}"
                 assert services[target].get("restart") == "no", f"{target} is waited on to exit: restart must be 'no'"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "sender", "beat"):
         deps = {t: s["condition"] for t, s in services[name]["depends_on"].items()}
         assert deps == {
             "postgres": "service_healthy",
@@ -377,22 +382,24 @@ def test_health_checks_probe_the_right_things(services: dict[str, Any]) -> None:
     web_check = " ".join(healthcheck_argv(services["web"]["healthcheck"]))
     assert f"127.0.0.1:{port}/healthz" in web_check
     assert any(p.endswith(f":{port}") for p in services["web"]["ports"])
-    worker_check = " ".join(healthcheck_argv(services["worker"]["healthcheck"]))
-    assert "-A worker inspect ping" in worker_check and "$HOSTNAME" in worker_check
+    for name in ("worker", "sender"):
+        worker_check = " ".join(healthcheck_argv(services[name]["healthcheck"]))
+        assert "-A worker inspect ping" in worker_check and "$HOSTNAME" in worker_check
     assert "pg_isready" in " ".join(healthcheck_argv(services["postgres"]["healthcheck"]))
     assert healthcheck_argv(services["redis"]["healthcheck"])[1:] == ["redis-cli", "ping"]
-    for name in ("postgres", "redis", "web", "worker"):
+    for name in ("postgres", "redis", "web", "worker", "sender"):
         check = services[name]["healthcheck"]
         assert seconds(check["timeout"]) < seconds(check["interval"]), name
 
 
 def test_workers_scale_and_beat_stays_single(services: dict[str, Any]) -> None:
     assert not [n for n, s in services.items() if "container_name" in s], "container_name blocks --scale"
-    worker = services["worker"]
-    assert "ports" not in worker, "a published port would stop --scale worker=N at the second container"
-    assert seconds(worker["stop_grace_period"]) >= LONGEST_TASK_SECONDS, "warm shutdown must outlast a task"
-    argv = command_argv(worker)
-    assert int(option(argv, "--concurrency", "-c") or 0) >= 1
+    for name in ("worker", "sender"):
+        worker = services[name]
+        assert "ports" not in worker, f"a published port would stop --scale {name}=N at the second container"
+        assert seconds(worker["stop_grace_period"]) >= LONGEST_TASK_SECONDS, "warm shutdown must outlast a task"
+        argv = command_argv(worker)
+        assert int(option(argv, "--concurrency", "-c") or 0) >= 1
     beat = services["beat"]
     assert beat["deploy"]["replicas"] == 1
     assert option(command_argv(beat), "--schedule", "-s", "-S") is not None, "a writable schedule file"
