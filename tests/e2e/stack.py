@@ -34,6 +34,21 @@ ACCESS_TOKEN = "e2e-access-token"
 PHONE_NUMBER_ID = "100000000000001"
 
 
+# The production shape (docker-compose.yml): a prefork worker runs the engine and Beat's
+# jobs, a threads sender talks to the Graph API.
+WORKER_POOLS = (
+    ("-c", "2", "-Q", "inbound,maintenance"),
+    ("--pool", "threads", "-c", "16", "-Q", "outbound"),
+)
+
+
+def worker_command(name: str, pool: tuple[str, ...]) -> list[str]:
+    return [
+        str(BIN / "celery"), "-A", "worker", "worker", "-n", name, *pool,
+        "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,25 +178,10 @@ class Stack:
                 "30",
             ],
         )
-        for n in (1, 2):
+        for n, pool in enumerate(WORKER_POOLS, start=1):
             self._spawn(
                 f"worker{n}",
-                [
-                    str(BIN / "celery"),
-                    "-A",
-                    "worker",
-                    "worker",
-                    "-n",
-                    f"e2e{n}@%h",
-                    "-c",
-                    "2",
-                    "-Q",
-                    "inbound,outbound,maintenance",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    "INFO",
-                ],
+                worker_command(f"e2e{n}@%h", pool),
                 PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
             )
         self.start_beat("beat")
