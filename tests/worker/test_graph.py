@@ -325,3 +325,42 @@ def test_stub_in_another_process_is_driven_over_http() -> None:
         proc.wait(timeout=5)
         proc.stdout.close()  # type: ignore[union-attr]
     assert proc.returncode == 0
+
+
+class _Proxy:
+    """A one-request HTTP forward proxy on loopback that answers as Graph would."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.request_line = ""
+
+    def serve_one(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            self.request_line = data.split(b"\r\n", 1)[0].decode()
+            body = b'{"messages": [{"id": "wamid.VIA_PROXY"}]}'
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+
+
+def test_proxy_settings_from_the_environment_are_read_once_and_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = _Proxy()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = GraphClient("http://graph.invalid/v25.0", "test-token", 1.0, 2.0)
+    monkeypatch.delenv("HTTP_PROXY")  # read at construction, not per call
+    with ThreadPoolExecutor(1) as pool:
+        served = pool.submit(proxy.serve_one)
+        result = client.send("PNID", "15550001111", None, {"type": "text", "text": {"body": "hi"}})
+        served.result(timeout=5)
+    assert result.wamid == "wamid.VIA_PROXY"
+    assert proxy.request_line == "POST http://graph.invalid/v25.0/PNID/messages HTTP/1.1"
+    client.close()
