@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, select, update
+from sqlalchemy import Insert, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,10 +35,51 @@ class InboundResult:
     outbox_ids: list[int] = field(default_factory=list)
 
 
-def _insert(session: Session, model: type) -> Insert:
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(model)
+def _upserts(dialect: str) -> tuple[Insert, Insert]:
+    """The claim and the contact upsert for ``dialect``, built once: the hot path runs them
+    on the session's connection, skipping the ORM's per-statement bookkeeping."""
+    if dialect not in _UPSERTS:
+        module = postgresql if dialect == "postgresql" else sqlite
+        claim = (
+            module.insert(InboundMessage)
+            .values(
+                wamid=bindparam("wamid"),
+                user_key=bindparam("user_key"),
+                phone_number_id=bindparam("phone_number_id"),
+                message_type=bindparam("message_type"),
+                sent_at=bindparam("sent_at"),
+                received_at=bindparam("now"),
+                payload=bindparam("payload"),
+                outcome="processing",
+            )
+            .on_conflict_do_nothing(index_elements=["wamid"])
+            .returning(InboundMessage.id)
+        )
+        contact = module.insert(Contact).values(
+            user_key=bindparam("user_key"),
+            phone_number=bindparam("phone"),
+            user_id=bindparam("user_id"),
+            profile_name=bindparam("profile_name"),
+            last_seen_at=bindparam("now"),
+            pair_limit_hits=0,
+        )
+        new = contact.excluded
+        contact = contact.on_conflict_do_update(
+            index_elements=["user_key"],
+            # What this message does not say (a phone hidden behind a username) stays as known.
+            set_={
+                "last_seen_at": new.last_seen_at,
+                "phone_number": func.coalesce(new.phone_number, Contact.phone_number),
+                "user_id": func.coalesce(new.user_id, Contact.user_id),
+                "profile_name": func.coalesce(new.profile_name, Contact.profile_name),
+            },
+        ).returning(Contact.last_fallback_at, Contact.profile_name)
+        _UPSERTS[dialect] = (claim, contact)
+    return _UPSERTS[dialect]
+
+
+_UPSERTS: dict[str, tuple[Insert, Insert]] = {}
+_SET_OUTCOME = update(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).values(outcome=bindparam("outcome"))
 
 
 def jsonb_safe(value: Any) -> Any:
@@ -56,22 +97,17 @@ def jsonb_safe(value: Any) -> Any:
 
 def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
     """Record the message and return its row id; None when its wamid was seen before (the dedupe key)."""
-    stmt = (
-        _insert(session, InboundMessage)
-        .values(
-            wamid=event.wamid,
-            user_key=event.user.key,
-            phone_number_id=event.phone_number_id,
-            message_type=event.message_type,
-            sent_at=event.timestamp,
-            received_at=now,
-            payload=jsonb_safe(event.raw),
-            outcome="processing",
-        )
-        .on_conflict_do_nothing(index_elements=["wamid"])
-        .returning(InboundMessage.id)
-    )
-    return session.execute(stmt).scalar()
+    conn = session.connection()
+    params = {
+        "wamid": event.wamid,
+        "user_key": event.user.key,
+        "phone_number_id": event.phone_number_id,
+        "message_type": event.message_type,
+        "sent_at": event.timestamp,
+        "now": now,
+        "payload": jsonb_safe(event.raw),
+    }
+    return conn.execute(_upserts(conn.dialect.name)[0], params).scalar()
 
 
 @dataclass(frozen=True)
@@ -83,26 +119,15 @@ class ContactFacts:
 def lock_contact(session: Session, event: InboundEvent, now: datetime) -> ContactFacts:
     """Upsert the customer's contacts row; the upsert holds its row lock until commit."""
     user = event.user
-    stmt = _insert(session, Contact).values(
-        user_key=user.key,
-        phone_number=user.phone,
-        user_id=user.user_id,
-        profile_name=user.profile_name,
-        last_seen_at=now,
-        pair_limit_hits=0,
-    )
-    updates: dict[str, Any] = {"last_seen_at": now}
-    if user.phone:
-        updates["phone_number"] = user.phone
-    if user.user_id:
-        updates["user_id"] = user.user_id
-    if user.profile_name:
-        updates["profile_name"] = user.profile_name
-    row = session.execute(
-        stmt.on_conflict_do_update(index_elements=["user_key"], set_=updates).returning(
-            Contact.last_fallback_at, Contact.profile_name
-        )
-    ).one()
+    conn = session.connection()
+    params = {
+        "user_key": user.key,
+        "phone": user.phone or None,
+        "user_id": user.user_id or None,
+        "profile_name": user.profile_name or None,
+        "now": now,
+    }
+    row = conn.execute(_upserts(conn.dialect.name)[1], params).one()
     return ContactFacts(row.last_fallback_at, row.profile_name)
 
 
@@ -173,7 +198,7 @@ def process_event(
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
     session.add_all(rows)
     session.flush()
-    session.execute(update(InboundMessage).where(InboundMessage.id == inbound_id).values(outcome=result.outcome))
+    session.connection().execute(_SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
     return InboundResult(False, user_key, result.outcome, [r.id for r in rows])
 
 

@@ -83,6 +83,9 @@ class _Built:
     templates: TemplateSet
 
 
+_REVISION = select(TemplateRevision.revision).where(TemplateRevision.id == 1)
+
+
 class _TemplateCache:
     """Process-wide: the built TemplateSet and the template revision it was built from.
 
@@ -98,7 +101,7 @@ class _TemplateCache:
     def get(self, session: Session) -> TemplateSet:
         bind = session.get_bind()
         key = str(bind.engine.url) if hasattr(bind, "engine") else str(bind)
-        revision = session.scalar(select(TemplateRevision.revision).where(TemplateRevision.id == 1))
+        revision = session.connection().scalar(_REVISION)
         with self._lock:
             cached = self._entries.get(key)
         if cached is not None and revision is not None and cached.revision == revision:
