@@ -5,11 +5,15 @@ loopback) serves every run of this module; worker topologies are swapped between
 Runs, in order:
 
 1. headline, ``runs`` times: an open-loop run at 80 msg/s, a closed-loop saturation run,
+   the same two against the synchronous bot (``bench.sync_bot``: all the work inside the
+   webhook request, gunicorn on the receiver's settings, parley's workers idle meanwhile;
+   its 80 msg/s run in the first ``minor_runs`` repetitions only),
    pgbench (inbound transaction), pgbench (all database work of a message), interleaved
    so that each ratio compares figures taken under the same machine noise;
 2. the latency curve: open-loop runs at fractions of the saturation throughput;
 3. a py-spy profile of the workers during a saturation run (not counted in the figures);
-4. the stub answering after 150 ms: with the default prefork workers, then with a
+4. the stub answering after 150 ms: with the default prefork workers, the synchronous
+   bot (closed loop, ``concurrency`` customers; one run), then with a
    dedicated ``-Q outbound -P threads -c 32`` worker beside a prefork inbound worker (and
    that topology with the instant stub, for its own ratio);
 5. worker scaling: one worker with a pool of 1, 2 and 4 processes, instant stub.
@@ -43,10 +47,13 @@ from bench.common import (
 )
 from bench.customers import Feed, drive
 from bench.graph_feed import RemoteStub, start_remote
-from bench.stack import DEFAULT_WORKERS, BenchStack, WorkerSpec, topology
+from bench.stack import DEFAULT_WORKERS, GUNICORN_ARGS, BenchStack, WorkerSpec, topology
 from tests.e2e.stack import new_workdir
 
 TARGET_RATE = 80.0
+SYNC_BOT_APP = "bench.sync_bot:create_app()"
+# The sync bot runs on exactly the receiver's server settings, whatever they are.
+SYNC_BOT_TOPOLOGY = f"sync bot: gunicorn {' '.join(GUNICORN_ARGS)}, all work in the request"
 SPLIT_WORKERS = (
     WorkerSpec("inbound", 2, queues="inbound,maintenance"),
     WorkerSpec("outbound", 32, queues="outbound", pool="threads"),
@@ -67,6 +74,7 @@ class E2EBench:
         self.feed: Feed | None = None
         self.stub: RemoteStub | None = None
         self.stack: BenchStack | None = None
+        self.sync_port = 0  # the synchronous bot's gunicorn
         self.results: dict[str, Any] = {}
 
     # --- setup -------------------------------------------------------------------------
@@ -82,7 +90,13 @@ class E2EBench:
         self.stub = start_remote(feed_path, workdir / "stub.log", cwd=ROOT)
         self.stack = BenchStack(database_url=self.db.url, stub=self.stub, workdir=workdir)
         self.stack.start()
+        # The baseline beside parley, on the same database, flows, stub and server settings;
+        # its own metrics directory, so its gunicorn does not empty the receiver's.
+        self.sync_port = self.stack.start_app(
+            "syncbot", SYNC_BOT_APP, env={"PARLEY_METRICS_DIR": str(workdir / "metrics-syncbot")}
+        )
         self.warm_up()
+        self.warm_up(sync=True)
 
     def stop(self) -> None:
         if self.stack is not None:
@@ -95,20 +109,22 @@ class E2EBench:
             if db is not None:
                 db.close()
 
-    def warm_up(self) -> None:
-        """Until a customer gets a reply: the workers and receiver have booted and connected."""
+    def warm_up(self, sync: bool = False) -> None:
+        """Until a customer gets a reply: the workers and receiver (or the sync bot) have booted and connected."""
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            result = self.drive("closed", 4, 3.0, 0.0)
+            result = self.drive("closed", 4, 3.0, 0.0, sync)
             if result["replies"] >= 4 and result["webhook_p99_ms"] < 1000:
                 return
-        raise RuntimeError(f"the stack never answered; logs in {self.stack.workdir if self.stack else '?'}")
+        who = "the sync bot" if sync else "the stack"
+        raise RuntimeError(f"{who} never answered; logs in {self.stack.workdir if self.stack else '?'}")
 
     def groups(self) -> dict[str, Callable[[], list[psutil.Process]]]:
         stack, stub = self.stack, self.stub
         assert stack is not None and stub is not None
         return {
             "receiver (gunicorn)": lambda: stack.group("web"),
+            "sync bot (gunicorn)": lambda: stack.group("syncbot"),
             "workers (celery)": lambda: stack.group("worker-"),
             "beat": lambda: stack.group("beat"),
             "redis": lambda: stack.group("redis"),
@@ -121,20 +137,24 @@ class E2EBench:
 
     # --- one measurement ---------------------------------------------------------------
 
-    def drive(self, mode: str, load: float, seconds: float, warmup: float) -> dict[str, Any]:
+    def drive(self, mode: str, load: float, seconds: float, warmup: float, sync: bool = False) -> dict[str, Any]:
+        """One run of customers against parley's receiver, or (``sync``) against the sync bot."""
         assert self.stack is not None and self.feed is not None
         self.run_tag += 1
         meter = CpuMeter(self.groups())
         meter.start()
-        result = drive(self.stack.web_port, self.feed, self.run_tag, mode, load, seconds, warmup)
+        port = self.sync_port if sync else self.stack.web_port
+        result = drive(port, self.feed, self.run_tag, mode, load, seconds, warmup)
         summary = result.summary()
         summary["cpu_cores"] = meter.stop()
-        summary["topology"] = topology(self.stack.workers)
+        summary["topology"] = SYNC_BOT_TOPOLOGY if sync else topology(self.stack.workers)
         return summary
 
-    def measure(self, label: str, mode: str, load: float, seconds: float | None = None) -> dict[str, Any]:
+    def measure(
+        self, label: str, mode: str, load: float, seconds: float | None = None, sync: bool = False
+    ) -> dict[str, Any]:
         c = self.config
-        summary = self.drive(mode, load, seconds or c.e2e_seconds, c.e2e_warmup)
+        summary = self.drive(mode, load, seconds or c.e2e_seconds, c.e2e_warmup, sync)
         summary["label"] = label
         log(
             f"e2e {label}: {summary['throughput']} msg/s, p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms, "
@@ -162,18 +182,31 @@ class E2EBench:
         c = self.config
         stack, stub = self.stack, self.stub
         assert stack is not None and stub is not None
-        sent = 0
+        sent = sync_sent = 0
         rss_start = self.worker_rss()
         headline: list[dict[str, Any]] = []
         for i in range(c.runs):
             row: dict[str, Any] = {"run": i + 1}
             row["at_80"] = self.measure(f"open {TARGET_RATE:g} msg/s", "open", TARGET_RATE)
             row["saturation"] = self.measure(f"closed {c.concurrency} customers", "closed", c.concurrency)
+            # The same customers against the sync bot; parley's workers sit idle meanwhile
+            # (their CPU during these runs is in cpu_cores["workers (celery)"]). Its 80 msg/s
+            # run (overloaded here, ~20 s with the drain) only in the first minor_runs.
+            if i < c.minor_runs:
+                row["sync_at_80"] = self.measure(
+                    f"sync bot, open {TARGET_RATE:g} msg/s", "open", TARGET_RATE, sync=True
+                )
+                sync_sent += row["sync_at_80"]["sent"]
+            row["sync_saturation"] = self.measure(
+                f"sync bot, closed {c.concurrency} customers", "closed", c.concurrency, sync=True
+            )
+            row["ratio_to_sync"] = ratio(row["saturation"]["throughput"], row["sync_saturation"]["throughput"])
             row["pgbench_inbound"] = self.pgbench("inbound")
             row["pgbench_full"] = self.pgbench("full")
             row["ratio_inbound"] = ratio(row["saturation"]["throughput"], row["pgbench_inbound"].get("tps", 0.0))
             row["ratio_full"] = ratio(row["saturation"]["throughput"], row["pgbench_full"].get("tps", 0.0))
             sent += row["at_80"]["sent"] + row["saturation"]["sent"]
+            sync_sent += row["sync_saturation"]["sent"]
             headline.append(row)
         saturation = median(r["saturation"]["throughput"] for r in headline)
 
@@ -195,6 +228,15 @@ class E2EBench:
             self.measure(f"stub {c.stub_latency * 1000:g} ms, default workers", "closed", concurrency_slow)
             for _ in range(c.minor_runs)
         ]
+        # The sync bot holds a request slot (a sync process, or a gthread thread) for both
+        # Graph calls of a message. ``concurrency`` customers are at least twice its slots
+        # on the receiver's settings (2 processes, or 2 × 8 threads) and, at ≥ 0.3 s per
+        # message, offer ~100 msg/s: the bot, not the customers, sets the rate. More would
+        # only queue in gunicorn's backlog and lengthen the drain. One run: the rate is set
+        # by the stub's sleeps (two runs agreed to 0.1 msg/s in every full run tried).
+        slow_sync = [self.measure(f"sync bot, stub {c.stub_latency * 1000:g} ms", "closed", c.concurrency, sync=True)]
+        sync_sent += sum(r["sent"] for r in slow_sync)
+        self.results["sync_messages_sent"] = sync_sent
         stack.replace_workers(SPLIT_WORKERS)
         self.warm_up()
         slow_split = [
@@ -219,11 +261,13 @@ class E2EBench:
 
         db_check = self.database_check()
         summary = self.summarize(headline, curve, slow_default, slow_split, fast_split, scaling)
+        summary.update(self.summarize_sync(headline, slow_sync, slow_default, slow_split))
         return {
             "summary": summary,
             "headline_runs": headline,
             "curve": curve,
             "stub_latency_default": slow_default,
+            "stub_latency_sync": slow_sync,
             "stub_latency_split": slow_split,
             "instant_split": fast_split,
             "scaling": scaling,
@@ -234,6 +278,7 @@ class E2EBench:
             "database_check": db_check,
             "default_topology": topology(DEFAULT_WORKERS),
             "split_topology": topology(SPLIT_WORKERS),
+            "sync_topology": SYNC_BOT_TOPOLOGY,
         }
 
     def profile_workers(self, name: str) -> dict[str, Any]:
@@ -306,6 +351,52 @@ class E2EBench:
             "noise_cores": median(r["cpu_cores"]["not_ours"] for r in sat),
             "saturation_cpu_cores": {k: median(r["cpu_cores"][k] for r in sat) for k in sat[0]["cpu_cores"]},
             "curve": [(p["load"], p["throughput"], p["p50_ms"], p["p99_ms"]) for p in curve],
+        }
+
+    def summarize_sync(
+        self,
+        headline: list[dict[str, Any]],
+        slow_sync: list[dict[str, Any]],
+        slow_default: list[dict[str, Any]],
+        slow_split: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The synchronous bot's figures, and parley against them (ratios of runs taken side by side)."""
+        sat = [r["sync_saturation"] for r in headline]
+        at80 = [r["sync_at_80"] for r in headline if "sync_at_80" in r]
+        instant = median_of(sat, "throughput")
+        slow = median_of(slow_sync, "throughput")
+        everything = sat + at80 + slow_sync
+        cpu = {k: median(r["cpu_cores"][k] for r in sat) for k in sat[0]["cpu_cores"]}
+        return {
+            "sync_saturation_msg_s": instant,
+            "sync_saturation_p50_ms": median_of(sat, "p50_ms"),
+            "sync_saturation_p99_ms": median_of(sat, "p99_ms"),
+            "sync_saturation_webhook_p99_ms": median_of(sat, "webhook_p99_ms"),
+            "sync_at_80_achieved_msg_s": median_of(at80, "throughput"),
+            "sync_at_80_p50_ms": median_of(at80, "p50_ms"),
+            "sync_at_80_p99_ms": median_of(at80, "p99_ms"),
+            "sync_at_80_overloaded_runs": sum(bool(r["overloaded"]) for r in at80),
+            "sync_stub_150_msg_s": slow,
+            "sync_stub_150_ratio": ratio(slow, instant),
+            "sync_stub_150_customers": self.config.concurrency,
+            "sync_stub_150_webhook_p50_ms": median_of(slow_sync, "webhook_p50_ms"),
+            "sync_stub_150_webhook_p99_ms": median_of(slow_sync, "webhook_p99_ms"),
+            "sync_stub_150_webhook_over_1s_pct": median_of(slow_sync, "webhook_over_1s_pct"),
+            # parley / sync bot: the median of the per-repetition ratios (each pair measured
+            # back to back), and the ratio of the medians.
+            "ratio_parley_to_sync": median(r["ratio_to_sync"] for r in headline),
+            "ratio_parley_to_sync_of_medians": ratio(
+                median_of([r["saturation"] for r in headline], "throughput"), instant
+            ),
+            "ratio_parley_to_sync_stub_150_default": ratio(median_of(slow_default, "throughput"), slow),
+            "ratio_parley_to_sync_stub_150_split": ratio(median_of(slow_split, "throughput"), slow),
+            "sync_lost_total": sum(r["lost"] for r in everything),
+            "sync_unexpected_replies_total": sum(r["unexpected_replies"] for r in everything),
+            "sync_post_failed_total": sum(r["post_failed"] for r in everything),
+            "sync_messages_total": sum(r["sent"] for r in everything),
+            "sync_noise_cores": median(r["cpu_cores"]["not_ours"] for r in sat),
+            # Parley's idle workers during the sync bot's saturation runs: ~0 means no competition.
+            "sync_saturation_cpu_cores": cpu,
         }
 
 

@@ -80,6 +80,8 @@ def table(results: dict[str, Any]) -> str:
                 _at_least(e2e["saturation_msg_s"], 1000),
             )
         )
+        if "sync_saturation_msg_s" in e2e:
+            rows.extend(_sync_rows(e2e))
         rows.append(
             (
                 "… against pgbench, worker's inbound transaction / all DB work of a message",
@@ -98,13 +100,16 @@ def table(results: dict[str, Any]) -> str:
                 _at_most(e2e["at_80_p99_ms"], 50),
             )
         )
+        # A dead-lettered message gets an apology, which the driver counts as a reply: the
+        # database check's failed inbound rows count as lost here.
+        failed = ((results.get("e2e") or {}).get("database_check") or {}).get("inbound_failed", 0) or 0
         rows.append(
             (
-                "No message lost (every message of every run answered once)",
+                "No message lost (every message of every run answered once, none dead-lettered)",
                 "0 lost",
-                f"{_f(e2e['messages_total'])} messages, lost {e2e['lost_total']}, "
+                f"{_f(e2e['messages_total'])} messages, lost {e2e['lost_total']}, dead-lettered {failed}, "
                 f"duplicate/unexpected replies {e2e['unexpected_replies_total']}",
-                _ok(e2e["lost_total"] == 0),
+                _ok(e2e["lost_total"] == 0 and failed == 0),
             )
         )
         rows.append(
@@ -183,6 +188,8 @@ def table(results: dict[str, Any]) -> str:
         noise.append(f"receiver runs {_f(rec['noise_cores'], 2)}")
     if e2e and "noise_cores" in e2e:
         noise.append(f"end-to-end saturation runs {_f(e2e['noise_cores'], 2)}")
+    if e2e and "sync_noise_cores" in e2e:
+        noise.append(f"sync bot saturation runs {_f(e2e['sync_noise_cores'], 2)}")
     if noise:
         rows.append(
             ("CPU used by other people's processes during the runs (cores of 2)", "—", ", ".join(noise), "noise")
@@ -190,6 +197,48 @@ def table(results: dict[str, Any]) -> str:
     lines = ["| figure | target | measured (median of runs) | |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines) + "\n"
+
+
+def _sync_rows(e2e: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The synchronous bot (bench/sync_bot.py) measured in the same run, and parley against it."""
+    lost = e2e.get("sync_lost_total", 0)
+    lost_note = f"; **lost {lost}**" if lost else ""
+    overloaded = e2e.get("sync_at_80_overloaded_runs", 0)
+    over_note = f" (overloaded in {overloaded} run(s): open loop stopped at 3 s of backlog)" if overloaded else ""
+    return [
+        (
+            "Synchronous bot (all work in the request), sustained msg/s",
+            "— (issue: 350-500)",
+            f"**{_f(e2e['sync_saturation_msg_s'])} msg/s**, p50 {_f(e2e['sync_saturation_p50_ms'], 0)} / "
+            f"p99 {_f(e2e['sync_saturation_p99_ms'], 0)} ms{lost_note}",
+            "info",
+        ),
+        (
+            "… synchronous bot p50 / p99 POST→reply at 80 msg/s offered",
+            "— (issue: p99 ≈ 10 ms)",
+            f"achieved {_f(e2e['sync_at_80_achieved_msg_s'])} msg/s, {_f(e2e['sync_at_80_p50_ms'], 0)} / "
+            f"**{_f(e2e['sync_at_80_p99_ms'], 0)} ms**{over_note}",
+            "info",
+        ),
+        (
+            "… synchronous bot, stub at 150 ms",
+            "— (issue: ~19 at 100 ms)",
+            f"**{_f(e2e['sync_stub_150_msg_s'])} msg/s** = {_f(e2e['sync_stub_150_ratio'], 2)} × its instant; "
+            f"webhook answered in p50 {_f(e2e['sync_stub_150_webhook_p50_ms'], 0)} / "
+            f"p99 {_f(e2e['sync_stub_150_webhook_p99_ms'], 0)} ms ({e2e.get('sync_stub_150_customers', '?')} "
+            "customers); parley / sync bot at 150 ms: default "
+            f"{_f(e2e['ratio_parley_to_sync_stub_150_default'], 2)}, split "
+            f"{_f(e2e['ratio_parley_to_sync_stub_150_split'], 2)}",
+            "info",
+        ),
+        (
+            "parley / synchronous bot, sustained msg/s (back-to-back runs)",
+            "≥ 1.5",
+            f"{_f(e2e['saturation_msg_s'])} / {_f(e2e['sync_saturation_msg_s'])} msg/s; median of per-run "
+            f"ratios **{_f(e2e['ratio_parley_to_sync'], 2)}**",
+            _at_least(e2e["ratio_parley_to_sync"], 1.5),
+        ),
+    ]
 
 
 def chart(results: dict[str, Any], path: Path | None = None) -> Path | None:
@@ -227,6 +276,12 @@ def chart(results: dict[str, Any], path: Path | None = None) -> Path | None:
             xs = [p[0] for p in pts]
             ax.plot(xs, [p[1] for p in pts], "o-", color="tab:red", label="POST→reply p50")
             ax.plot(xs, [p[2] for p in pts], "s--", color="tab:red", label="POST→reply p99")
+        sync = [r["sync_at_80"] for r in e2e.get("headline_runs", []) if "sync_at_80" in r]
+        sync = [r for r in sync if not math.isnan(r["p50_ms"])]
+        if sync:
+            xs = [r["load"] for r in sync]
+            ax.plot(xs, [r["p50_ms"] for r in sync], "o", color="tab:blue", label="sync bot p50")
+            ax.plot(xs, [r["p99_ms"] for r in sync], "s", color="tab:blue", mfc="none", label="sync bot p99")
         sat = e2e["summary"]["saturation_msg_s"]
         if not math.isnan(sat):
             ax.axvline(sat, color="tab:green", lw=1, label=f"saturation {sat:.1f} msg/s")

@@ -8,7 +8,8 @@ Differences from the e2e stack, all deployment settings (no code of parley chang
   to 2 s, which under overload would hand the same customers on again and again);
 - workers log at Celery's default level (WARNING), as ``celery -A worker worker`` does;
 - the receiver runs with the settings scripts/dev.sh and the e2e stack use (gunicorn,
-  2 sync workers), and any other WSGI app can be started beside it on the same settings.
+  ``GUNICORN_ARGS``), and any other WSGI app can be started beside it on the same settings
+  (``bench.plain_app``, the receiver's ceiling; ``bench.sync_bot``, the end-to-end baseline).
 """
 
 from __future__ import annotations
@@ -100,10 +101,19 @@ class BenchStack(Stack):
             self.stop(name)
         self.stop("redis")
 
-    def start_app(self, name: str, app: str, port: int | None = None, extra: tuple[str, ...] = ()) -> int:
-        """A WSGI app under gunicorn with the recommended settings (plus ``extra``); returns its port."""
+    def start_app(
+        self,
+        name: str,
+        app: str,
+        port: int | None = None,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> int:
+        """A WSGI app under gunicorn with the recommended settings (plus ``extra`` arguments and
+        ``env`` variables over the stack's); returns its port."""
         port = port or free_port()
-        self._spawn(name, [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", *GUNICORN_ARGS, *extra])
+        args = [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", *GUNICORN_ARGS, *extra]
+        self._spawn(name, args, **(env or {}))
         self.apps[name] = port
         wait_until(lambda: self._port_up(port), 30, f"gunicorn {name}")
         return port
