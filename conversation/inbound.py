@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,8 +22,16 @@ from sqlalchemy.orm import Session
 from conversation.actions import Actions
 from conversation.engine import CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit, handle
 from conversation.events import InboundEvent, StatusEvent
-from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage, Submission, utcnow
-from conversation.service import ConversationService, record_event, snapshot
+from conversation.models import (
+    Contact,
+    ConversationEvent,
+    ConversationState,
+    InboundMessage,
+    OutboundMessage,
+    Submission,
+    utcnow,
+)
+from conversation.service import ConversationService, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +88,9 @@ def _upserts(dialect: str) -> tuple[Insert, Insert]:
 
 
 _UPSERTS: dict[str, tuple[Insert, Insert]] = {}
-_SET_OUTCOME = update(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).values(outcome=bindparam("outcome"))
+_SET_OUTCOME = (
+    update(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).values(outcome=bindparam("outcome"))
+)
 
 
 def jsonb_safe(value: Any) -> Any:
@@ -145,32 +156,35 @@ def process_event(
     if inbound_id is None:
         return InboundResult(duplicate=True, user_key=user_key)
     contact = lock_contact(session, event, now)
-    service = ConversationService(session, config)
-    row = session.scalar(select(ConversationState).where(ConversationState.user_key == user_key).with_for_update())
+    conn = session.connection()
+    row = conn.execute(_STATE_FOR_UPDATE, {"k": user_key}).first()
     state = CustomerState(
-        conversation=snapshot(row) if row is not None else None,
+        conversation=snapshot(row) if row is not None else None,  # type: ignore[arg-type]  # a Row of the same columns
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
     )
-    result = handle(service.template_set(), state, event, now, config, Actions(session))
+    templates = ConversationService(session, config).template_set()
+    result = handle(templates, state, event, now, config, Actions(session))
 
     if result.conversation is None:
         if row is not None:
-            session.delete(row)
+            conn.execute(_STATE_DELETE, {"k": user_key})
     else:
         conv = result.conversation
-        if row is None:
-            row = ConversationState(user_key=user_key, created_at=now)
-            session.add(row)
-        row.phone_number = event.user.phone or row.phone_number
-        row.user_id = event.user.user_id or row.user_id
-        row.conversation_flow = conv.template
-        row.current_step = conv.step
-        row.context = conv.context
-        row.last_interaction = conv.last_interaction
-        row.expires_at = conv.expires_at
-        row.updated_at = now
+        values = {
+            "k": user_key,
+            "phone": event.user.phone or None,
+            "user_id": event.user.user_id or None,
+            "flow": conv.template,
+            "step": conv.step,
+            "context": conv.context,
+            "last": conv.last_interaction,
+            "expires": conv.expires_at,
+            "now": now,
+        }
+        conn.execute(_STATE_UPDATE if row is not None else _STATE_INSERT, {**values, "id": uuid.uuid4()})
 
+    events = []
     for effect in result.effects:
         if isinstance(effect, Submit):
             session.add(
@@ -184,38 +198,88 @@ def process_event(
                 )
             )
         elif isinstance(effect, FallbackSent):
-            session.execute(update(Contact).where(Contact.user_key == user_key).values(last_fallback_at=now))
+            conn.execute(_SET_FALLBACK, {"k": user_key, "now": now})
         elif isinstance(effect, Entered):
-            record_event(session, user_key, effect.template, effect.step, "entered", now)
+            events.append(_event(user_key, effect.template, effect.step, "entered", now))
         elif isinstance(effect, Ended):
-            # Effects come in order (an end before the next start), and so do the rows' ids.
-            record_event(session, user_key, effect.template, effect.step, effect.reason, now)
+            events.append(_event(user_key, effect.template, effect.step, effect.reason, now))
             log.info("conversation ended", extra={"template": effect.template, "step": effect.step})
+    if events:
+        # Effects come in order (an end before the next start), and so must the rows' ids.
+        conn.execute(_EVENT_INSERT.returning(ConversationEvent.id, sort_by_parameter_order=True), events).all()
 
     rows = []
     if mark_as_read and event.kind != "reaction":
         rows.append(_outbound(event, "mark_read", {"message_id": event.wamid}, now))
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
-    session.add_all(rows)
-    session.flush()
-    session.connection().execute(_SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
-    return InboundResult(False, user_key, result.outcome, [r.id for r in rows])
+    # In order: the sender sends a customer's rows by ascending id.
+    ids = list(conn.execute(_OUTBOX_INSERT, rows).scalars()) if rows else []
+    conn.execute(_SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
+    return InboundResult(False, user_key, result.outcome, ids)
 
 
-def _outbound(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> OutboundMessage:
-    return OutboundMessage(
-        user_key=event.user.key,
-        phone_number_id=event.phone_number_id,
-        to_phone=event.user.phone,
-        to_user_id=event.user.user_id,
-        kind=kind,
-        content=content,
-        inbound_wamid=event.wamid,
-        status="pending",
-        attempts=0,
-        created_at=now,
-        updated_at=now,
+def _outbound(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "user_key": event.user.key,
+        "phone_number_id": event.phone_number_id,
+        "to_phone": event.user.phone,
+        "to_user_id": event.user.user_id,
+        "kind": kind,
+        "content": content,
+        "inbound_wamid": event.wamid,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _event(user_key: str, template: str, step: str, what: str, now: datetime) -> dict[str, Any]:
+    return {"user_key": user_key, "template_name": template, "step": step, "event": what, "created_at": now}
+
+
+_state = ConversationState.__table__
+_STATE_FOR_UPDATE = (
+    select(
+        ConversationState.conversation_flow,
+        ConversationState.current_step,
+        ConversationState.context,
+        ConversationState.expires_at,
+        ConversationState.last_interaction,
     )
+    .where(ConversationState.user_key == bindparam("k"))
+    .with_for_update()
+)
+_STATE_DELETE = _state.delete().where(_state.c.user_key == bindparam("k"))
+_STATE_FIELDS = {
+    "conversation_flow": bindparam("flow"),
+    "current_step": bindparam("step"),
+    "context": bindparam("context", type_=_state.c.context.type),
+    "last_interaction": bindparam("last", type_=_state.c.last_interaction.type),
+    "expires_at": bindparam("expires", type_=_state.c.expires_at.type),
+    "updated_at": bindparam("now", type_=_state.c.updated_at.type),
+}
+_STATE_INSERT = _state.insert().values(
+    id=bindparam("id", type_=_state.c.id.type),
+    user_key=bindparam("k"),
+    phone_number=bindparam("phone"),
+    user_id=bindparam("user_id"),
+    created_at=bindparam("now", type_=_state.c.created_at.type),
+    **_STATE_FIELDS,
+)
+_STATE_UPDATE = (
+    _state.update()
+    .where(_state.c.user_key == bindparam("k"))
+    .values(
+        # A message that does not carry the phone (a username user) keeps the one known.
+        phone_number=func.coalesce(bindparam("phone", type_=_state.c.phone_number.type), _state.c.phone_number),
+        user_id=func.coalesce(bindparam("user_id", type_=_state.c.user_id.type), _state.c.user_id),
+        **_STATE_FIELDS,
+    )
+)
+_SET_FALLBACK = update(Contact).where(Contact.user_key == bindparam("k")).values(last_fallback_at=bindparam("now"))
+_EVENT_INSERT = ConversationEvent.__table__.insert()
+_OUTBOX_INSERT = OutboundMessage.__table__.insert().returning(OutboundMessage.id, sort_by_parameter_order=True)
 
 
 # Delivery statuses only move forward; "failed" may replace accepted/sent, never delivered/read.
