@@ -1,6 +1,8 @@
 """Receiver: signed webhook POSTs against parley's gunicorn, beside a plain Flask endpoint.
 
-Both apps run at once under gunicorn with the same settings, only one is loaded at a time,
+Both apps run at once under gunicorn with the same settings (the recommended ones of
+``webhook/gunicorn_conf.py``: worker class, threads; ``bench.stack.GUNICORN_ARGS`` fixes
+2 workers), only one is loaded at a time,
 and runs alternate (parley, plain, plain, parley, ...) so both see the same machine noise.
 Figures: saturation throughput with wrk (closed loop), latency at 80 req/s (open loop,
 counted from the scheduled send time), a latency curve against offered load, and a py-spy
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +40,10 @@ from webhook.signature import sign
 TARGET_RATE = 80.0
 WRK_CONNECTIONS = 8
 APPS = {"parley": "webhook:create_app()", "plain": "bench.plain_app:create_app()"}
-# A deployment variant, not a code change: gunicorn's threaded workers, so a request waiting
-# on Redis does not hold a whole process. Measured beside the recommended settings.
-GTHREAD = ("--worker-class", "gthread", "--threads", "8")
-VARIANTS = {"parley-gthread": APPS["parley"], "plain-gthread": APPS["plain"]}
+# The setting the recommended one (gthread, webhook/gunicorn_conf.py) replaced: gunicorn's
+# sync workers, one request per process. Measured beside it, for information.
+SYNC = ("--worker-class", "sync", "--threads", "1")  # threads > 1 would make gunicorn pick gthread
+VARIANTS = {"parley-sync": APPS["parley"], "plain-sync": APPS["plain"]}
 
 
 @dataclass
@@ -71,7 +74,7 @@ class ReceiverBench:
         for name, app in APPS.items():
             self.stack.start_app(name, app)
         for name, app in VARIANTS.items():
-            self.stack.start_app(name, app, extra=GTHREAD)
+            self.stack.start_app(name, app, extra=SYNC)
         for name in [*APPS, *VARIANTS]:  # first requests load lazily-imported modules; not part of any figure
             run_wrk(self.url(name), self.body, self.headers, 1, WRK_CONNECTIONS)
         self.stack.flush_redis()
@@ -93,7 +96,7 @@ class ReceiverBench:
             {
                 "parley gunicorn": lambda: stack.group("parley"),
                 "plain gunicorn": lambda: stack.group("plain"),
-                # group() matches by prefix: "parley" also counts "parley-gthread" (idle unless measured)
+                # group() matches by prefix: "parley" also counts "parley-sync" (idle unless measured)
                 "redis": lambda: stack.group("redis"),
                 "wrk": lambda: by_name("wrk"),
                 "load driver": lambda: [psutil.Process()],
@@ -176,22 +179,35 @@ class ReceiverBench:
             "plain_at_80_p50_ms": median_of([p["plain"] for p in at_80], "p50_ms"),
             "plain_at_80_p99_ms": median_of([p["plain"] for p in at_80], "p99_ms"),
             "noise_cores": median(p["parley"]["cpu_cores"]["not_ours"] for p in saturation),
-            "parley_gthread_rps": median(p["parley-gthread"].get("rps", float("nan")) for p in variants),
-            "plain_gthread_rps": median(p["plain-gthread"].get("rps", float("nan")) for p in variants),
-            "parley_gthread_p99_ms": median(p["parley-gthread"].get("p99_ms", float("nan")) for p in variants),
+            "parley_sync_rps": median(p["parley-sync"].get("rps", float("nan")) for p in variants),
+            "plain_sync_rps": median(p["plain-sync"].get("rps", float("nan")) for p in variants),
+            "parley_sync_p99_ms": median(p["parley-sync"].get("p99_ms", float("nan")) for p in variants),
             "parley_errors": sum(
                 p["parley"].get("non_2xx", 0) + p["parley"].get("socket_errors", 0) for p in saturation
             ),
         }
         return {
             "summary": summary,
-            "settings": {"gunicorn": GUNICORN_ARGS, "wrk_connections": WRK_CONNECTIONS, "body_bytes": len(self.body)},
+            "settings": {
+                "gunicorn": GUNICORN_ARGS,
+                "worker_class": {name: self.worker_class(name) for name in [*APPS, *VARIANTS]},
+                "wrk_connections": WRK_CONNECTIONS,
+                "body_bytes": len(self.body),
+            },
             "saturation_runs": saturation,
             "at_80_runs": at_80,
-            "gthread_runs": variants,
+            "sync_runs": variants,
             "curve": curve,
             "profile": profiled,
         }
+
+    def worker_class(self, name: str) -> str | None:
+        """The worker class gunicorn says it uses ("Using worker: gthread" in its log)."""
+        assert self.stack is not None
+        log_file = self.stack.workdir / f"{name}.log"
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+        found = re.search(r"Using worker: (\w+)", text)
+        return found.group(1) if found else None
 
     def profile(self) -> dict[str, Any]:
         assert self.stack is not None

@@ -19,7 +19,14 @@ import settings as settings_module
 from conversation.logs import configure_logging
 
 # Blueprints and CLI groups owned by other parts; each module exposes ``init_app(app)``.
-OPTIONAL_EXTENSIONS = ("webhook.cli", "webhook.sandbox", "webhook.admin", "webhook.simulator", "webhook.chat", "webhook.metrics")
+OPTIONAL_EXTENSIONS = (
+    "webhook.cli",
+    "webhook.sandbox",
+    "webhook.admin",
+    "webhook.simulator",
+    "webhook.chat",
+    "webhook.metrics",
+)
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,12 @@
 
 What it adds to the plain ``gunicorn "webhook:create_app()"`` (which keeps working):
 
+- The recommended server settings: threaded workers (``gthread``, 8 threads each), one
+  process per CPU (at least 2; ``WEB_CONCURRENCY`` or ``--workers`` override it). A
+  webhook request spends most of its time waiting for Redis to confirm the message, so a
+  thread, not a whole process, waits; the threads of a process share one publisher that
+  pushes their messages to Redis together (worker/dispatch.py). Measured against sync
+  workers in bench/receiver.py.
 - Prometheus multiprocess mode: the master points ``PROMETHEUS_MULTIPROC_DIR`` at
   ``{PARLEY_METRICS_DIR}/web`` (emptied when it starts) before forking, so ``/metrics``
   sums every worker; a dead worker's live gauges are dropped (``child_exit``).
@@ -26,6 +32,10 @@ from settings import SettingsError, load_settings
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 log = logging.getLogger("gunicorn.error")
+
+worker_class = "gthread"
+threads = 8
+workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or max(2, len(os.sched_getaffinity(0)))
 
 try:
     _settings = load_settings()
