@@ -50,13 +50,13 @@ def table(results: dict[str, Any]) -> str:
                 _at_most(rec["parley_at_80_p99_ms"], 20),
             )
         )
-        if not math.isnan(rec.get("parley_gthread_rps", math.nan)):
+        if not math.isnan(rec.get("parley_sync_rps", math.nan)):
             rows.append(
                 (
-                    "… deployment variant: gunicorn `--worker-class gthread --threads 8` (parley / plain)",
+                    "… the former setting: gunicorn sync workers, no threads (parley / plain)",
                     "—",
-                    f"{_f(rec['parley_gthread_rps'], 0)} / {_f(rec['plain_gthread_rps'], 0)} req/s; parley gthread / "
-                    f"plain sync = **{_f(rec['parley_gthread_rps'] / rec['plain_rps'], 2)}**",
+                    f"{_f(rec['parley_sync_rps'], 0)} / {_f(rec['plain_sync_rps'], 0)} req/s = "
+                    f"**{_f(rec['parley_sync_rps'] / rec['plain_sync_rps'], 2)}**",
                     "info",
                 )
             )
