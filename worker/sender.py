@@ -3,9 +3,8 @@
 Rows are marked ``sending`` and committed before the HTTP call and marked ``accepted``
 with their wamid right after, a batch ending at its first reply (read receipts ride
 along: marking read twice is harmless), so a retry never resends a reply Graph
-acknowledged. The only
-window for a duplicate is a crash between Graph's answer and that commit, or a send
-whose answer never came (see docs/RELIABILITY.md).
+acknowledged. The only window for a duplicate is a crash between Graph's answer and that
+commit, or a send whose answer never came (see docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
