@@ -136,15 +136,6 @@ def _definition(row: Any) -> TemplateDef | None:
         return None
 
 
-def _definitions(rows: Iterable[WorkflowTemplate]) -> dict[str, TemplateDef]:
-    out: dict[str, TemplateDef] = {}
-    for row in rows:
-        definition = _definition(row)
-        if definition is not None:
-            out[row.template_name] = definition
-    return out
-
-
 TEMPLATE_CACHE = _TemplateCache()
 
 
@@ -190,7 +181,9 @@ class ConversationService:
         already broken does not block an unrelated update.
         """
         gone = set(removed)
-        stored = _definitions(self.session.scalars(select(WorkflowTemplate)))
+        # The cached set is validated already and follows this transaction's own writes
+        # (the revision trigger fires in it), so nothing stored is validated again here.
+        stored = dict(self.template_set().templates)
         after = {n: d for n, d in stored.items() if n not in gone} | dict(incoming)
 
         def run(defs: Mapping[str, TemplateDef]) -> list[LintError]:
