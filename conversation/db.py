@@ -3,8 +3,8 @@
     with session_scope() as session:
         ...  # commits on success, rolls back on error
 
-Processes that fork (Celery prefork, gunicorn) call ``dispose_engine()`` in the child so
-no connection is shared across a fork.
+A Celery prefork child calls ``use_engine_options()`` (worker/celery_app.py), which drops
+the engine inherited across the fork, so no connection is shared between processes.
 """
 
 from __future__ import annotations
@@ -82,12 +82,6 @@ def use_engine_options(**options: Any) -> None:
     if _engine is not None:
         _engine.dispose(close=False)
     _engine = _factory = None
-
-
-def dispose_engine() -> None:
-    """Drop pooled connections inherited across a fork; the next use reconnects."""
-    if _engine is not None:
-        _engine.dispose(close=False)
 
 
 @contextmanager

@@ -159,7 +159,7 @@ def process_event(
     conn = session.connection()
     row = conn.execute(_STATE_FOR_UPDATE, {"k": user_key}).first()
     state = CustomerState(
-        conversation=snapshot(row) if row is not None else None,  # type: ignore[arg-type]  # a Row of the same columns
+        conversation=snapshot(row) if row is not None else None,
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
@@ -365,7 +365,8 @@ class ConversationService:
         return current_menu(self.template_set(), snapshot(row))
 
 
-def snapshot(row: ConversationState) -> Conversation:
+def snapshot(row: ConversationState | Row[Any]) -> Conversation:
+    """The engine's view of a stored conversation (an ORM row or a Core row of its columns)."""
     return Conversation(
         template=row.conversation_flow,
         step=row.current_step,
