@@ -359,13 +359,3 @@ def rss_mib(procs: Iterable[psutil.Process]) -> dict[int, float]:
         except psutil.Error:
             continue
     return out
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return None

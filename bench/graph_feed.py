@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import socket
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.graph_stub import GraphStub, Script, StubControl, StubRequest
+from tests.support.graph_stub import GraphStub, Script, StubControl, StubRequest, serve_until_signalled
 
 
 class FeedStub(GraphStub):
@@ -100,15 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--feed", required=True, help="Unix datagram socket of the load driver")
     parser.add_argument("--latency", type=float, default=0.0)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stub = FeedStub(args.feed, latency=args.latency)
-    stub.start()
-    print(f"GRAPH_STUB_URL={stub.url}", flush=True)
-    while not stop.wait(0.5):
-        pass
-    stub.stop()
+    serve_until_signalled(FeedStub(args.feed, latency=args.latency))
 
 
 if __name__ == "__main__":

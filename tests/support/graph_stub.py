@@ -424,10 +424,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer, e.g. 0.15")
     parser.add_argument("--expect-token", default=None, help="answer 401/190 to any other bearer token")
     args = parser.parse_args(argv)
+    serve_until_signalled(GraphStub(args.host, args.port, args.version, args.latency, expect_token=args.expect_token))
+
+
+def serve_until_signalled(stub: GraphStub) -> None:
+    """Start ``stub``, print its URL for the parent process, serve until SIGTERM or SIGINT."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stub = GraphStub(args.host, args.port, args.version, args.latency, expect_token=args.expect_token)
     stub.start()
     print(f"GRAPH_STUB_URL={stub.url}", flush=True)
     while not stop.wait(0.5):
