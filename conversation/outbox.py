@@ -90,14 +90,7 @@ class Retry:
     hold: bool = False
 
 
-@dataclass(frozen=True)
-class Untried:
-    """Taken but not sent (an earlier row of its batch must be retried first)."""
-
-    job_id: int
-
-
-Outcome = Accepted | Failed | Retry | Untried
+Outcome = Accepted | Failed | Retry
 
 _JOB_COLUMNS = (
     OutboundMessage.id,
@@ -181,12 +174,6 @@ def settle(session: Session, user_key: str, outcomes: list[Outcome], now: dateti
                 update(OutboundMessage)
                 .where(OutboundMessage.id == outcome.job_id)
                 .values(status="failed", last_error_code=outcome.code, last_error=outcome.error[:500], updated_at=now)
-            )
-        elif isinstance(outcome, Untried):
-            conn.execute(
-                update(OutboundMessage)
-                .where(OutboundMessage.id == outcome.job_id)
-                .values(status="pending", attempts=OutboundMessage.attempts - 1, updated_at=now)
             )
         elif isinstance(outcome, Retry):
             conn.execute(

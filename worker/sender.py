@@ -112,8 +112,8 @@ def _send_batch(
             outcome = _classify(user_key, job, exc, max_attempts)
             outcomes.append(outcome)
             if isinstance(outcome, outbox.Retry):
-                # Later rows go back untried (not counted as an attempt) and wait behind it.
-                outcomes.extend(outbox.Untried(later.id) for later in batch[batch.index(job) + 1 :])
+                # Only a reply is ever retried (a read receipt fails for good), and a reply
+                # ends its batch (outbox.take): no later row of the batch is left unsent.
                 return outcomes, max((outcome.at - utcnow()).total_seconds(), 0.05)
             continue
         faults.point("after_send")
