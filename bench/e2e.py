@@ -14,7 +14,7 @@ Runs, in order:
 3. a py-spy profile of the workers during a saturation run (not counted in the figures);
 4. the stub answering after 150 ms: with the default prefork workers, the synchronous
    bot (closed loop, ``concurrency`` customers; one run), then with a
-   dedicated ``-Q outbound -P threads -c 32`` worker beside a prefork inbound worker (and
+   dedicated ``-Q outbound -P threads -c 64`` worker beside a prefork inbound worker (and
    that topology with the instant stub, for its own ratio);
 5. worker scaling: one worker with a pool of 1, 2 and 4 processes, instant stub.
 """
@@ -56,7 +56,7 @@ SYNC_BOT_APP = "bench.sync_bot:create_app()"
 SYNC_BOT_TOPOLOGY = f"sync bot: gunicorn {' '.join(GUNICORN_ARGS)}, all work in the request"
 SPLIT_WORKERS = (
     WorkerSpec("inbound", 2, queues="inbound,maintenance"),
-    WorkerSpec("outbound", 32, queues="outbound", pool="threads"),
+    WorkerSpec("outbound", 64, queues="outbound", pool="threads"),
 )
 
 

@@ -122,7 +122,7 @@ def table(results: dict[str, Any]) -> str:
         )
         rows.append(
             (
-                "Stub 150 ms, prefork inbound + `-Q outbound -P threads -c 32`",
+                "Stub 150 ms, prefork inbound + `-Q outbound -P threads -c 64`",
                 "≥ 0.80 × instant",
                 f"{_f(e2e['stub_150_split_msg_s'])} msg/s = **{_f(e2e['stub_150_split_ratio_to_default_instant'], 2)}** "
                 f"of default instant, {_f(e2e['stub_150_split_ratio_to_split_instant'], 2)} of its own instant "

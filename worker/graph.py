@@ -208,7 +208,7 @@ class GraphClient:
         connect_timeout: float,
         read_timeout: float,
         *,
-        pool_maxsize: int = 32,
+        pool_maxsize: int = 128,
     ) -> None:
         if not access_token:
             raise ValueError("an access token is required")
@@ -220,6 +220,9 @@ class GraphClient:
         # Graph sets no cookies we need; refusing them keeps the session immutable.
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         session.headers.update({"User-Agent": "parley", "Accept": "application/json"})
+        # pool_maxsize caps the keep-alive connections kept, and must be at least the
+        # sender's threads (SENDER_THREADS): past it urllib3 discards the connection of
+        # every extra concurrent send, and each later send pays a new TLS handshake.
         # No urllib3 retries: a blind resend of a POST could deliver a message twice.
         # The caller retries with knowledge of the outbox row.
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=Retry(total=0, read=False))
