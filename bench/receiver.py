@@ -38,7 +38,11 @@ from tests.e2e.stack import APP_SECRET, contact, message, new_workdir, webhook
 from webhook.signature import sign
 
 TARGET_RATE = 80.0
-WRK_CONNECTIONS = 8
+# wrk's keep-alive connections stay with the gunicorn process that accepted them, and
+# with 8 of them one process often got most: the same app then measured ~2,000 or
+# ~4,700 req/s from run to run (one busy core or two). 64 spread evenly enough that
+# repeated runs of the plain app agreed (~6,000 req/s here).
+WRK_CONNECTIONS = 64
 APPS = {"parley": "webhook:create_app()", "plain": "bench.plain_app:create_app()"}
 # The setting the recommended one (gthread, webhook/gunicorn_conf.py) replaced: gunicorn's
 # sync workers, one request per process. Measured beside it, for information.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS_DIR
+from bench.receiver import WRK_CONNECTIONS
 
 
 def _f(value: Any, digits: int = 1) -> str:
@@ -62,7 +63,7 @@ def table(results: dict[str, Any]) -> str:
             )
         rows.append(
             (
-                "Receiver p50 / p99 at saturation (wrk, 8 connections)",
+                f"Receiver p50 / p99 at saturation (wrk, {WRK_CONNECTIONS} connections)",
                 "—",
                 f"{_f(rec['parley_saturation_p50_ms'])} / {_f(rec['parley_saturation_p99_ms'])} ms "
                 f"(plain {_f(rec['plain_saturation_p50_ms'])} / {_f(rec['plain_saturation_p99_ms'])})",
