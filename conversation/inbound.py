@@ -41,11 +41,6 @@ class InboundResult:
     user_key: str
     outcome: str = "duplicate"
     outbox_ids: list[int] = field(default_factory=list)
-    # A sender held this customer's lease when the rows were written. It sends them
-    # before it lets go, so they need no hand-off: this transaction holds the contacts row
-    # lock until commit, and the holder renews its lease on that row (waiting for the
-    # commit) before every look for more rows (worker/sender.py, _settle_and_take).
-    sender_active: bool = False
 
 
 # The claim and the contact upsert. Written as text because SQLAlchemy 2.0 cannot cache a
@@ -75,10 +70,10 @@ _CONTACT_UPSERT = (
         " phone_number = coalesce(excluded.phone_number, contacts.phone_number),"
         " user_id = coalesce(excluded.user_id, contacts.user_id),"
         " profile_name = coalesce(excluded.profile_name, contacts.profile_name)"
-        " RETURNING last_fallback_at, profile_name, sender_lease_until"
+        " RETURNING last_fallback_at, profile_name"
     )
     .bindparams(bindparam("now", type_=Contact.last_seen_at.type))
-    .columns(Contact.last_fallback_at, Contact.profile_name, Contact.sender_lease_until)
+    .columns(Contact.last_fallback_at, Contact.profile_name)
 )
 _SET_OUTCOME = (
     update(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).values(outcome=bindparam("outcome"))
@@ -117,7 +112,6 @@ def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
 class ContactFacts:
     last_fallback_at: datetime | None
     profile_name: str | None
-    sender_lease_until: datetime | None = None
 
 
 def lock_contact(session: Session, event: InboundEvent, now: datetime) -> ContactFacts:
@@ -132,7 +126,7 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
         "now": now,
     }
     row = conn.execute(_CONTACT_UPSERT, params).one()
-    return ContactFacts(row.last_fallback_at, row.profile_name, row.sender_lease_until)
+    return ContactFacts(row.last_fallback_at, row.profile_name)
 
 
 def process_event(
@@ -208,8 +202,7 @@ def process_event(
     # In order: the sender sends a customer's rows by ascending id.
     ids = list(conn.execute(_OUTBOX_INSERT, rows).scalars()) if rows else []
     conn.execute(_SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
-    lease = contact.sender_lease_until
-    return InboundResult(False, user_key, result.outcome, ids, sender_active=lease is not None and lease > now)
+    return InboundResult(False, user_key, result.outcome, ids)
 
 
 def _outbound(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> dict[str, Any]:

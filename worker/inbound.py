@@ -53,8 +53,7 @@ class PayloadReport:
 
 
 def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -> PayloadReport:
-    """Run every item of ``raw``; ``hand_off(user_key)`` is called after each commit with
-    replies, unless a sender was serving that customer then (it takes the new rows itself).
+    """Run every item of ``raw``; ``hand_off(user_key)`` is called after each commit with replies.
 
     A database outage raises (the task retries the whole payload; handled items are then
     duplicates and skipped). Any other error is confined to its item: tried POISON_ATTEMPTS
@@ -94,10 +93,7 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
             extra={"type": event.message_type, "outcome": result.outcome, "user_key": result.user_key},
         )
         if result.outbox_ids:
-            # A sender already serving this customer takes the new rows itself; another
-            # deliver task would only queue behind the other customers' real work.
-            if not result.sender_active:
-                _hand_off(hand_off, result.user_key)
+            _hand_off(hand_off, result.user_key)
             report.users_to_send.append(result.user_key)
     clear_context()
     for status in parsed.statuses:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from conversation import db
-from tests.conftest import engine_with_shipped_flows, fresh_database
+from tests.conftest import fresh_database
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +21,3 @@ def engine() -> Iterator[Engine]:
         yield eng
         db._engine, db._factory = previous  # later tests get the engine they had
         eng.dispose()
-
-
-@pytest.fixture
-def flows_engine() -> Iterator[Engine]:
-    """A fresh database holding the shipped flows, used by ``session_scope()`` for one test."""
-    previous = (db._engine, db._factory)
-    with engine_with_shipped_flows() as engine:
-        db.configure_engine(engine)
-        yield engine
-    db._engine, db._factory = previous

@@ -8,6 +8,7 @@ that cost ~10 % of a worker's busy time before the upserts were rewritten (a dia
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import CacheStats
 
+from conversation import db
 from settings import get_settings
+from tests.conftest import engine_with_shipped_flows
 from tests.e2e.stack import contact, message, webhook
 from tests.support.graph_stub import start_stub
 from worker.graph import GraphClient
@@ -23,6 +26,15 @@ from worker.inbound import process_raw
 from worker.sender import drain
 
 pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def flows_engine() -> Iterator[Engine]:
+    previous = (db._engine, db._factory)
+    with engine_with_shipped_flows() as engine:
+        db.configure_engine(engine)
+        yield engine
+    db._engine, db._factory = previous
 
 
 def say(phone: str, **said: Any) -> list[str]:
