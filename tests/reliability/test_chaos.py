@@ -91,14 +91,22 @@ def test_4_redis_killed_and_restarted_under_load(chaos: ChaosStack, record: Call
     chaos.use_faults(None)
     chaos.stub.reset()
 
+    # Customers sent a turn or two before the first outage; half of them post their next
+    # turn while Redis is down the first time, the other half during the second outage.
+    # (On a fast machine, the whole script otherwise finished before the first kill.)
+    outages = [threading.Event(), threading.Event()]
+    customers = [*mixed(14), burst("apart")]
+    for n, customer in enumerate(customers[:14]):
+        customer.turns[1 + n % 2].after = outages[n % 2]
+
     def kill_twice(stack: ChaosStack) -> None:
-        for pause in (3, 6):
+        for pause, outage in zip((3, 6), outages, strict=True):
             time.sleep(pause)
             stack.kill_redis()  # SIGKILL: only what AOF (fsync always) holds survives
+            outage.set()
             time.sleep(4)
             stack.start_redis()
 
-    customers = [*mixed(14), burst("apart")]
     scenario = Scenario(
         "4 Redis SIGKILL x2", customers, faults="Redis SIGKILLed twice, AOF restart", disrupt=kill_twice
     )
