@@ -326,21 +326,11 @@ class E2EBench:
             sat + at80 + curve + slow_default + slow_split + fast_split + [r for s in scaling[1:] for r in s["runs"]]
         )
         return {
-            "saturation_msg_s": instant,
-            "saturation_p50_ms": median_of(sat, "p50_ms"),
-            "saturation_p99_ms": median_of(sat, "p99_ms"),
-            "saturation_webhook_p99_ms": median_of(sat, "webhook_p99_ms"),
-            "at_80_achieved_msg_s": median_of(at80, "throughput"),
-            "at_80_p50_ms": median_of(at80, "p50_ms"),
-            "at_80_p99_ms": median_of(at80, "p99_ms"),
+            **_side_figures("", sat, at80, everything),
             "pgbench_inbound_tps": median(r["pgbench_inbound"].get("tps", float("nan")) for r in headline),
             "pgbench_full_tps": median(r["pgbench_full"].get("tps", float("nan")) for r in headline),
             "ratio_to_pgbench_inbound": median(r["ratio_inbound"] for r in headline),
             "ratio_to_pgbench_full": median(r["ratio_full"] for r in headline),
-            "lost_total": sum(r["lost"] for r in everything),
-            "unexpected_replies_total": sum(r["unexpected_replies"] for r in everything),
-            "post_failed_total": sum(r["post_failed"] for r in everything),
-            "messages_total": sum(r["sent"] for r in everything),
             "stub_150_default_msg_s": median_of(slow_default, "throughput"),
             "stub_150_default_ratio": ratio(median_of(slow_default, "throughput"), instant),
             "stub_150_split_msg_s": median_of(slow_split, "throughput"),
@@ -348,8 +338,6 @@ class E2EBench:
             "stub_150_split_ratio_to_default_instant": ratio(median_of(slow_split, "throughput"), instant),
             "stub_150_split_ratio_to_split_instant": ratio(median_of(slow_split, "throughput"), instant_split),
             "scaling_msg_s": {str(s["processes"]): median_of(s["runs"], "throughput") for s in scaling},
-            "noise_cores": median(r["cpu_cores"]["not_ours"] for r in sat),
-            "saturation_cpu_cores": {k: median(r["cpu_cores"][k] for r in sat) for k in sat[0]["cpu_cores"]},
             "curve": [(p["load"], p["throughput"], p["p50_ms"], p["p99_ms"]) for p in curve],
         }
 
@@ -365,16 +353,9 @@ class E2EBench:
         at80 = [r["sync_at_80"] for r in headline if "sync_at_80" in r]
         instant = median_of(sat, "throughput")
         slow = median_of(slow_sync, "throughput")
-        everything = sat + at80 + slow_sync
-        cpu = {k: median(r["cpu_cores"][k] for r in sat) for k in sat[0]["cpu_cores"]}
         return {
-            "sync_saturation_msg_s": instant,
-            "sync_saturation_p50_ms": median_of(sat, "p50_ms"),
-            "sync_saturation_p99_ms": median_of(sat, "p99_ms"),
-            "sync_saturation_webhook_p99_ms": median_of(sat, "webhook_p99_ms"),
-            "sync_at_80_achieved_msg_s": median_of(at80, "throughput"),
-            "sync_at_80_p50_ms": median_of(at80, "p50_ms"),
-            "sync_at_80_p99_ms": median_of(at80, "p99_ms"),
+            # Parley's idle workers are in sync_saturation_cpu_cores: ~0 means no competition.
+            **_side_figures("sync_", sat, at80, sat + at80 + slow_sync),
             "sync_at_80_overloaded_runs": sum(bool(r["overloaded"]) for r in at80),
             "sync_stub_150_msg_s": slow,
             "sync_stub_150_ratio": ratio(slow, instant),
@@ -390,14 +371,29 @@ class E2EBench:
             ),
             "ratio_parley_to_sync_stub_150_default": ratio(median_of(slow_default, "throughput"), slow),
             "ratio_parley_to_sync_stub_150_split": ratio(median_of(slow_split, "throughput"), slow),
-            "sync_lost_total": sum(r["lost"] for r in everything),
-            "sync_unexpected_replies_total": sum(r["unexpected_replies"] for r in everything),
-            "sync_post_failed_total": sum(r["post_failed"] for r in everything),
-            "sync_messages_total": sum(r["sent"] for r in everything),
-            "sync_noise_cores": median(r["cpu_cores"]["not_ours"] for r in sat),
-            # Parley's idle workers during the sync bot's saturation runs: ~0 means no competition.
-            "sync_saturation_cpu_cores": cpu,
         }
+
+
+def _side_figures(
+    prefix: str, sat: list[dict[str, Any]], at80: list[dict[str, Any]], everything: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The figures parley and the sync bot both get (keys ``prefix`` + name): saturation,
+    80 msg/s offered, the CPU of each process group, and the totals of all their runs."""
+    return {
+        f"{prefix}saturation_msg_s": median_of(sat, "throughput"),
+        f"{prefix}saturation_p50_ms": median_of(sat, "p50_ms"),
+        f"{prefix}saturation_p99_ms": median_of(sat, "p99_ms"),
+        f"{prefix}saturation_webhook_p99_ms": median_of(sat, "webhook_p99_ms"),
+        f"{prefix}at_80_achieved_msg_s": median_of(at80, "throughput"),
+        f"{prefix}at_80_p50_ms": median_of(at80, "p50_ms"),
+        f"{prefix}at_80_p99_ms": median_of(at80, "p99_ms"),
+        f"{prefix}lost_total": sum(r["lost"] for r in everything),
+        f"{prefix}unexpected_replies_total": sum(r["unexpected_replies"] for r in everything),
+        f"{prefix}post_failed_total": sum(r["post_failed"] for r in everything),
+        f"{prefix}messages_total": sum(r["sent"] for r in everything),
+        f"{prefix}noise_cores": median(r["cpu_cores"]["not_ours"] for r in sat),
+        f"{prefix}saturation_cpu_cores": {k: median(r["cpu_cores"][k] for r in sat) for k in sat[0]["cpu_cores"]},
+    }
 
 
 def run(config: RunConfig) -> dict[str, Any]:
