@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 
 from bench.common import tree
-from tests.e2e.stack import BIN, Stack, free_port, wait_until
+from tests.e2e.stack import BIN, GUNICORN_ARGS, Stack, free_port, wait_until
 
-# The project's recommended receiver settings (scripts/dev.sh, tests/e2e/stack.py), with
-# the receiver's gunicorn config file when the tree has one.
-_CONF = Path(__file__).resolve().parents[1] / "webhook" / "gunicorn_conf.py"
-GUNICORN_ARGS = [*(["-c", "webhook/gunicorn_conf.py"] if _CONF.exists() else []), "--workers", "2", "--timeout", "30"]
 ALL_QUEUES = "inbound,outbound,maintenance"
 
 

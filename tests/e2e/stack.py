@@ -42,6 +42,10 @@ WORKER_POOLS = (
 )
 
 
+# The receiver's recommended server settings (webhook/gunicorn_conf.py), two processes.
+GUNICORN_ARGS = ("-c", "webhook/gunicorn_conf.py", "--workers", "2", "--timeout", "30")
+
+
 def worker_command(name: str, pool: tuple[str, ...]) -> list[str]:
     return [
         str(BIN / "celery"), "-A", "worker", "worker", "-n", name, *pool,
@@ -165,18 +169,7 @@ class Stack:
         )
         self._spawn(
             "web",
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "webhook/gunicorn_conf.py",
-                "webhook:create_app()",
-                "--bind",
-                f"127.0.0.1:{self.web_port}",
-                "--workers",
-                "2",
-                "--timeout",
-                "30",
-            ],
+            [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{self.web_port}", *GUNICORN_ARGS],
         )
         for n, pool in enumerate(WORKER_POOLS, start=1):
             self._spawn(
