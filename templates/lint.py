@@ -1,6 +1,6 @@
 """Graph rules over a set of validated templates: nothing that could strand a customer loads.
 
-Mirrors the step engine (``conversation/engine.py``) without importing it:
+Mirrors the step engine (``conversation/engine.py``, the step machine) without importing it:
 
 - a template starts by sending its entry message; the customer is then at ``initial`` with
   only the globals in the context;
@@ -26,10 +26,8 @@ from typing import Any
 
 from templates.normalize import normalize
 from templates.placeholders import PlaceholderError, placeholders
-from templates.schema import HttpAction, Step, TemplateDef
+from templates.schema import ALIAS_SUFFIX, INITIAL, HttpAction, Step, TemplateDef
 
-INITIAL = "initial"
-ALIAS_SUFFIX = "_flow"
 YES_NO = ("yes", "no")
 
 

@@ -1,7 +1,7 @@
 """The flow format: one workflow template per YAML file, as pydantic models.
 
-Field names follow DESIGN.md ("Flow format"). Every WhatsApp limit that Meta would
-enforce on send (``shared/whatsapp/cloud-api-facts.md`` section 6) is a constraint here,
+Field names are the ones the flow files use. Every WhatsApp limit that Meta would
+enforce on send (the lengths and counts of interactive messages) is a constraint here,
 so a flow Meta would reject never loads. Graph rules (targets, reachability,
 placeholders) live in ``lint.py``; this module only checks each field on its own.
 """
@@ -14,10 +14,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z0-9_]+$"
+# The step every template starts at: its entry message is that step's message.
+INITIAL = "initial"
+# A target ``<name>_flow`` names template ``<name>``: flows say "shop_flow" for the shop.
+ALIAS_SUFFIX = "_flow"
 # Reserved option ids the engine itself puts on its "way out" menu.
 RESERVED_PREFIX = "parley:"
 
-# WhatsApp limits (cloud-api-facts.md, section 6).
+# WhatsApp's limits on interactive messages: Meta refuses a message over any of them.
 MAX_BUTTONS = 3
 MAX_BUTTON_TITLE = 20
 MAX_BUTTON_ID = 256
@@ -265,7 +269,7 @@ class TemplateDef(Strict):
             raise ValueError(
                 f"template_type {self.template_type!r} does not match menu_structure.type {self.menu_structure.type!r}"
             )
-        if "initial" not in self.menu_structure.steps:
+        if INITIAL not in self.menu_structure.steps:
             raise ValueError("menu_structure.steps needs an 'initial' step")
         return self
 
@@ -280,6 +284,6 @@ class TemplateDef(Strict):
     def step_options(self, step_name: str) -> list[Option]:
         """Options a customer may pick at ``step_name``; ``initial`` offers the entry message's."""
         step = self.steps[step_name]
-        if step_name == "initial" and step.message is None:
+        if step_name == INITIAL and step.message is None:
             return self.menu_structure.options()
         return step.options()
