@@ -24,9 +24,9 @@ from sqlalchemy import create_engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.common import ROOT, BenchDatabase, RunConfig, log, ratio, sqlalchemy_url, write_json
-from conversation.engine import TemplateSet
 from conversation.models import WorkflowTemplate, utcnow
 from conversation.service import TEMPLATE_CACHE
+from conversation.state import TemplateSet
 from templates.loader import load_file
 from templates.schema import TemplateDef
 

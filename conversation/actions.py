@@ -16,8 +16,8 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conversation.engine import ActionCall, ActionFailed
 from conversation.models import Order
+from conversation.state import ActionCall, ActionFailed
 from templates.schema import HttpAction
 
 log = logging.getLogger(__name__)

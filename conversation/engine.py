@@ -3,49 +3,49 @@
 No database, Flask or Celery here. Server-side actions are the one door to the outside,
 and they come in as an ``ActionRunner`` the caller supplies; everything else is data.
 
-Precedence for a customer message (DESIGN.md, issue "Conversation core"):
-1. reactions are recorded by the caller and never answered;
-2. the engine's own "way out" buttons (``parley:*`` ids);
-3. no live conversation: a trigger keyword anywhere in the text starts its template,
-   else the fallback text (at most once per fallback period);
-4. live conversation: a cancel word ends it; a message that is exactly a keyword
-   restarts at that template; anything else answers the current step.
+Which rule answers a message is the table ``ROUTES``, read top to bottom: the first
+route whose rule holds handles the message. A route that ends the live conversation
+(expired, flow gone) routes the message again, now with no conversation.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any
 
+from conversation.content import interactive, step_messages, text_message, way_out_message
 from conversation.events import InboundEvent
-from conversation.keywords import KeywordIndex
+from conversation.state import (
+    CANCEL_ID,
+    RESTART_ID,
+    ActionCall,
+    ActionRunner,
+    Conversation,
+    CustomerState,
+    Effect,
+    Ended,
+    EndReason,
+    EngineConfig,
+    Entered,
+    FallbackSent,
+    Outcome,
+    StepResult,
+    Submit,
+    TemplateSet,
+    Texts,
+)
 from conversation.validation import check, expected
 from templates.normalize import normalize
 from templates.placeholders import render
-from templates.schema import (
-    MAX_BUTTON_TITLE,
-    MAX_FOOTER,
-    MAX_HEADER,
-    MAX_INTERACTIVE_BODY,
-    MAX_LIST_BUTTON,
-    MAX_ROW_DESCRIPTION,
-    MAX_ROW_TITLE,
-    MAX_SECTION_TITLE,
-    HttpAction,
-    Option,
-    Step,
-    TemplateDef,
-)
+from templates.schema import INITIAL, RESERVED_PREFIX, Option, Step, TemplateDef
 
 log = logging.getLogger(__name__)
 
-INITIAL = "initial"
-RETRY_ID, RESTART_ID, CANCEL_ID = "parley:retry", "parley:restart", "parley:cancel"
 INVALID_KEY = "_invalid"  # context keys starting with "_" are bookkeeping, never submitted
-ALIAS_SUFFIX = "_flow"
 MEDIA_NAMES = {
     "image": "images",
     "audio": "voice messages",
@@ -57,183 +57,9 @@ MEDIA_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class Texts:
-    """Everything the engine says on its own behalf (configurable per deployment)."""
-
-    cancelled: str = "Okay, I've cancelled that. Send *hi* whenever you want to start again."
-    choose: str = "Please choose one of the options."
-    stale: str = "That option belongs to an earlier menu. Here is where we are now:"
-    media: str = "Sorry, I can't read {what} here. Please send {expected}."
-    action_failed: str = "Sorry, something went wrong on our side. Please try again in a moment."
-    way_out: str = "It looks like this isn't working. What would you like to do?"
-    retry_title: str = "Try again"
-    restart_title: str = "Start over"
-    cancel_title: str = "Cancel"
-    template_gone: str = "Sorry, that menu is no longer available."
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    cancel_words: tuple[str, ...] = ("cancel", "exit", "quit")
-    max_invalid_answers: int = 3
-    fallback_text: str = "Sorry, I didn't get that. Send *hi* to see the menu."
-    fallback_period: timedelta = timedelta(hours=1)
-    default_expiry: timedelta = timedelta(hours=24)
-    texts: Texts = field(default_factory=Texts)
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """The engine's view of a live conversation."""
-
-    template: str
-    step: str
-    context: dict[str, Any]
-    expires_at: datetime
-    last_interaction: datetime
-
-
-@dataclass(frozen=True)
-class CustomerState:
-    conversation: Conversation | None
-    last_fallback_at: datetime | None = None
-    profile_name: str | None = None
-
-
-# Effects the caller carries out in the same transaction.
-@dataclass(frozen=True)
-class Submit:
-    template: str
-    answers: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Ended:
-    template: str
-    step: str
-    reason: str  # completed | cancelled | switched | restarted | expired | template_gone
-
-
-@dataclass(frozen=True)
-class Entered:
-    """The customer landed on ``step`` (a template's start, an advance, a loop back).
-
-    Reported separately because the new state alone cannot show a loop to the same step
-    or an entry into a step that ends the conversation; the drop-off stats count these.
-    """
-
-    template: str
-    step: str
-
-
-@dataclass(frozen=True)
-class FallbackSent:
-    pass
-
-
-Effect = Submit | Ended | Entered | FallbackSent
-
-
-@dataclass(frozen=True)
-class StepResult:
-    conversation: Conversation | None
-    messages: list[dict[str, Any]]
-    effects: list[Effect]
-    outcome: str  # started | advanced | invalid | stale | completed | cancelled | restarted |
-    #             switched | action_failed | fallback | ignored | reaction | way_out
-
-
-class ActionFailed(Exception):
-    """An action could not produce its result; the customer stays where they were."""
-
-
-@dataclass(frozen=True)
-class ActionCall:
-    template: str
-    step: str
-    user_key: str
-    context: Mapping[str, Any]
-
-
-class ActionRunner(Protocol):
-    def run(self, action: str | HttpAction, call: ActionCall) -> Mapping[str, Any]: ...
-
-
-class TemplateSet:
-    """Validated templates plus their keyword index; built once per template revision."""
-
-    def __init__(self, templates: Mapping[str, TemplateDef]) -> None:
-        self.templates = dict(templates)
-        self.keywords = KeywordIndex(
-            (kw, t.template_name, t.priority)
-            for t in self.templates.values()
-            if t.is_active
-            for kw in t.trigger_keywords
-        )
-
-    def get(self, name: str) -> TemplateDef | None:
-        template = self.templates.get(name)
-        if template is None and name.endswith(ALIAS_SUFFIX):
-            template = self.templates.get(name[: -len(ALIAS_SUFFIX)])
-        return template if template is not None and template.is_active else None
-
-
-# --- WhatsApp content -------------------------------------------------------------
-
-
-def text_message(body: str) -> dict[str, Any]:
-    return {"type": "text", "text": {"body": body[:4096], "preview_url": False}}
-
-
-def _render_tree(node: Any, values: Mapping[str, Any]) -> Any:
-    if isinstance(node, str):
-        return render(node, values)
-    if isinstance(node, dict):
-        return {k: (v if k in {"id", "type"} else _render_tree(v, values)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_render_tree(v, values) for v in node]
-    return node
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _clamp(message: dict[str, Any]) -> dict[str, Any]:
-    """Keep rendered fields within Meta's limits: a long placeholder value (a customer's
-    name in a button title) must shorten the text, not get the whole message refused."""
-    for part, limit in (("header", MAX_HEADER), ("footer", MAX_FOOTER), ("body", MAX_INTERACTIVE_BODY)):
-        if isinstance(message.get(part), dict) and isinstance(message[part].get("text"), str):
-            message[part]["text"] = _clip(message[part]["text"], limit)
-    action = message.get("action") or {}
-    for button in action.get("buttons", []):
-        button["reply"]["title"] = _clip(button["reply"]["title"], MAX_BUTTON_TITLE)
-    if isinstance(action.get("button"), str):
-        action["button"] = _clip(action["button"], MAX_LIST_BUTTON)
-    for section in action.get("sections", []):
-        section["title"] = _clip(section["title"], MAX_SECTION_TITLE)
-        for row in section["rows"]:
-            row["title"] = _clip(row["title"], MAX_ROW_TITLE)
-            if isinstance(row.get("description"), str):
-                row["description"] = _clip(row["description"], MAX_ROW_DESCRIPTION)
-    return message
-
-
-def interactive(message: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A flow message (button/list/text shape) as WhatsApp content, placeholders filled."""
-    filled = _render_tree(message, values)
-    if filled["type"] == "text":
-        return text_message(filled["body"]["text"])
-    return {"type": "interactive", "interactive": _clamp(filled)}
-
-
-# --- the engine ---------------------------------------------------------------------
-
-
 @dataclass
 class _Run:
-    """One call of ``handle``: inputs and the replies collected so far."""
+    """One call of ``handle``: inputs, the live conversation and the replies collected so far."""
 
     templates: TemplateSet
     state: CustomerState
@@ -241,6 +67,7 @@ class _Run:
     now: datetime
     config: EngineConfig
     actions: ActionRunner
+    conv: Conversation | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
 
@@ -248,13 +75,26 @@ class _Run:
     def texts(self) -> Texts:
         return self.config.texts
 
+    @property
+    def template(self) -> TemplateDef | None:
+        return self.templates.get(self.conv.template) if self.conv is not None else None
+
+    @cached_property
+    def keyword(self) -> str | None:
+        """The template whose keyword is exactly the text, if any (asked by rule and handler)."""
+        return self.templates.keywords.exact(self.event.text or "") if self.event.kind == "text" else None
+
     def say(self, body: str) -> None:
         self.messages.append(text_message(body))
+
+    def end(self, conv: Conversation, reason: EndReason) -> None:
+        self.effects.append(Ended(conv.template, conv.step, reason))
+        self.conv = None
 
     def values(self, context: Mapping[str, Any]) -> dict[str, Any]:
         return {"profile_name": self.state.profile_name or "there", **context}
 
-    def result(self, conversation: Conversation | None, outcome: str) -> StepResult:
+    def result(self, conversation: Conversation | None, outcome: Outcome) -> StepResult:
         return StepResult(conversation, self.messages, self.effects, outcome)
 
     def expiry(self, template: TemplateDef) -> datetime:
@@ -271,39 +111,90 @@ def handle(
     actions: ActionRunner,
 ) -> StepResult:
     """Advance one customer by one inbound message. Never raises for customer input."""
-    run = _Run(templates, state, event, now, config, actions)
-    conv = state.conversation
-    if conv is not None and conv.expires_at <= now:
-        run.effects.append(Ended(conv.template, conv.step, "expired"))
-        conv = None
-    if event.kind == "reaction":
-        return run.result(conv, "reaction")
-
-    template = templates.get(conv.template) if conv else None
-    if conv is not None and (template is None or conv.step not in template.steps):
-        # The flow was deleted or changed under the customer: start afresh, say why.
-        run.effects.append(Ended(conv.template, conv.step, "template_gone"))
-        run.say(run.texts.template_gone)
-        conv = None
-
-    if event.kind == "choice" and (event.choice_id or "").startswith("parley:"):
-        return _way_out_choice(run, conv)
-    if conv is None or template is None:
-        return _no_conversation(run)
-
-    text = event.text or ""
-    if event.kind == "text" and normalize(text) in {normalize(w) for w in config.cancel_words}:
-        return _cancel(run, conv)
-    if event.kind == "text":
-        restart = templates.keywords.exact(text)
-        if restart is not None:
-            run.effects.append(Ended(conv.template, conv.step, "restarted"))
-            return _start(run, restart, "restarted")
-    touched = replace(conv, last_interaction=now, expires_at=run.expiry(template))
-    return _answer(run, template, touched)
+    return _route(_Run(templates, state, event, now, config, actions, conv=state.conversation))
 
 
-def _no_conversation(run: _Run) -> StepResult:
+# --- rules: facts about the message and the live conversation -----------------------
+
+
+def _expired(run: _Run) -> bool:
+    return run.conv is not None and run.conv.expires_at <= run.now
+
+
+def _reaction(run: _Run) -> bool:
+    return run.event.kind == "reaction"
+
+
+def _flow_gone(run: _Run) -> bool:
+    template = run.template
+    return run.conv is not None and (template is None or run.conv.step not in template.steps)
+
+
+def _way_out_button(run: _Run) -> bool:
+    return (
+        run.conv is not None and run.event.kind == "choice" and (run.event.choice_id or "").startswith(RESERVED_PREFIX)
+    )
+
+
+def _no_conversation(run: _Run) -> bool:
+    return run.conv is None
+
+
+def _cancel_word(run: _Run) -> bool:
+    words = {normalize(w) for w in run.config.cancel_words}
+    return run.event.kind == "text" and normalize(run.event.text or "") in words
+
+
+def _exact_keyword(run: _Run) -> bool:
+    return run.keyword is not None
+
+
+def _anything(run: _Run) -> bool:
+    return True
+
+
+# --- handlers: one per route --------------------------------------------------------
+
+
+def _live(run: _Run) -> tuple[Conversation, TemplateDef]:
+    """The live conversation and its template; routes after "flow gone" always have both."""
+    template = run.template
+    assert run.conv is not None and template is not None
+    return run.conv, template
+
+
+def _end_expired(run: _Run) -> StepResult:
+    assert run.conv is not None
+    run.end(run.conv, EndReason.EXPIRED)
+    return _route(run)
+
+
+def _record_reaction(run: _Run) -> StepResult:
+    return run.result(run.conv, Outcome.REACTION)
+
+
+def _end_gone_flow(run: _Run) -> StepResult:
+    # The flow was deleted or changed under the customer: start afresh, say why.
+    assert run.conv is not None
+    run.end(run.conv, EndReason.TEMPLATE_GONE)
+    run.say(run.texts.template_gone)
+    return _route(run)
+
+
+def _way_out_choice(run: _Run) -> StepResult:
+    conv, template = _live(run)
+    if run.event.choice_id == CANCEL_ID:
+        return _cancel(run)
+    if run.event.choice_id == RESTART_ID:
+        run.end(conv, EndReason.RESTARTED)
+        return _start(run, conv.template, Outcome.RESTARTED)
+    ctx = {k: v for k, v in conv.context.items() if k != INVALID_KEY}
+    conv = replace(conv, context=ctx, last_interaction=run.now, expires_at=run.expiry(template))
+    _send_step(run, template, conv.step, ctx)
+    return run.result(conv, Outcome.ADVANCED)
+
+
+def _start_or_fall_back(run: _Run) -> StepResult:
     event = run.event
     candidates = [event.text or ""]
     if event.kind == "choice" and event.choice_id:
@@ -311,59 +202,74 @@ def _no_conversation(run: _Run) -> StepResult:
     for text in candidates:
         name = run.templates.keywords.search(text)
         if name is not None:
-            return _start(run, name, "started")
+            return _start(run, name, Outcome.STARTED)
     last = run.state.last_fallback_at
     if last is None or run.now - last >= run.config.fallback_period:
         run.say(run.config.fallback_text)
         run.effects.append(FallbackSent())
-        return run.result(None, "fallback")
-    return run.result(None, "ignored")
+        return run.result(None, Outcome.FALLBACK)
+    return run.result(None, Outcome.IGNORED)
 
 
-def _start(run: _Run, name: str, outcome: str, context: dict[str, Any] | None = None) -> StepResult:
+def _cancel(run: _Run) -> StepResult:
+    conv, _ = _live(run)
+    run.end(conv, EndReason.CANCELLED)
+    run.say(run.texts.cancelled)
+    return run.result(None, Outcome.CANCELLED)
+
+
+def _restart(run: _Run) -> StepResult:
+    conv, _ = _live(run)
+    assert run.keyword is not None
+    run.end(conv, EndReason.RESTARTED)
+    return _start(run, run.keyword, Outcome.RESTARTED)
+
+
+def _answer_step(run: _Run) -> StepResult:
+    conv, template = _live(run)
+    touched = replace(conv, last_interaction=run.now, expires_at=run.expiry(template))
+    return _answer(run, template, touched)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    rule: Callable[[_Run], bool]
+    handler: Callable[[_Run], StepResult]
+
+
+# Precedence for a customer message, first match wins.
+ROUTES: tuple[Route, ...] = (
+    Route("expired", _expired, _end_expired),  # time first: an expired conversation is over
+    Route("reaction", _reaction, _record_reaction),  # recorded by the caller, never answered
+    Route("flow gone", _flow_gone, _end_gone_flow),
+    Route("way-out button", _way_out_button, _way_out_choice),  # the engine's own parley:* ids
+    Route("no conversation", _no_conversation, _start_or_fall_back),  # a keyword anywhere, else fallback
+    Route("cancel word", _cancel_word, _cancel),
+    Route("exact keyword", _exact_keyword, _restart),  # a keyword inside an answer is an answer
+    Route("answer", _anything, _answer_step),
+)
+
+
+def _route(run: _Run) -> StepResult:
+    route = next(r for r in ROUTES if r.rule(run))  # the last route takes anything
+    return route.handler(run)
+
+
+# --- moving through a template ------------------------------------------------------
+
+
+def _start(run: _Run, name: str, outcome: Outcome, context: dict[str, Any] | None = None) -> StepResult:
     template = run.templates.get(name)
     if template is None:  # a keyword or switch that points nowhere; the linter prevents it
         log.warning("template %s is not available", name)
         run.say(run.texts.template_gone)
-        return run.result(None, "ignored")
+        return run.result(None, Outcome.IGNORED)
     ctx = dict(context or {})
     run.messages.append(interactive(template.entry_message(), run.values(ctx)))
     conv = Conversation(template.template_name, INITIAL, ctx, run.expiry(template), run.now)
     run.effects.append(Entered(template.template_name, INITIAL))
     return run.result(conv, outcome)
-
-
-def _cancel(run: _Run, conv: Conversation) -> StepResult:
-    run.effects.append(Ended(conv.template, conv.step, "cancelled"))
-    run.say(run.texts.cancelled)
-    return run.result(None, "cancelled")
-
-
-def _way_out_choice(run: _Run, conv: Conversation | None) -> StepResult:
-    if conv is None:
-        return _no_conversation(run)
-    if run.event.choice_id == CANCEL_ID:
-        return _cancel(run, conv)
-    if run.event.choice_id == RESTART_ID:
-        run.effects.append(Ended(conv.template, conv.step, "restarted"))
-        return _start(run, conv.template, "restarted")
-    template = run.templates.get(conv.template)
-    assert template is not None
-    ctx = {k: v for k, v in conv.context.items() if k != INVALID_KEY}
-    conv = replace(conv, context=ctx, last_interaction=run.now, expires_at=run.expiry(template))
-    _send_step(run, template, conv.step, ctx)
-    return run.result(conv, "advanced")
-
-
-def step_messages(template: TemplateDef, name: str, values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """What a customer sees on entering step ``name``, as WhatsApp content."""
-    step = template.steps[name]
-    if name == INITIAL and step.prompt is None and step.message is None:
-        return [interactive(template.entry_message(), values)]
-    out = [text_message(render(step.prompt, values))] if step.prompt else []
-    if step.message is not None:
-        out.append(interactive(step.message.model_dump(exclude_none=True), values))
-    return out
 
 
 def _send_step(run: _Run, template: TemplateDef, name: str, context: Mapping[str, Any]) -> None:
@@ -380,14 +286,14 @@ def _answer(run: _Run, template: TemplateDef, conv: Conversation) -> StepResult:
         run.say(render(run.texts.media, {"what": what, "expected": wanted}))
         if options:
             _send_step(run, template, conv.step, conv.context)
-        return run.result(conv, "invalid")
+        return run.result(conv, Outcome.INVALID)
 
     if options:
         chosen = _pick(options, event)
         if chosen is None and event.kind == "choice":
             run.say(run.texts.stale)
             _send_step(run, template, conv.step, conv.context)
-            return run.result(conv, "stale")
+            return run.result(conv, Outcome.STALE)
         if chosen is None:
             return _invalid(run, template, conv, run.texts.choose, resend=True)
         key = step.key(conv.step)
@@ -398,7 +304,7 @@ def _answer(run: _Run, template: TemplateDef, conv: Conversation) -> StepResult:
     if event.kind == "choice":  # a tap on an old menu while we wait for typed input
         run.say(run.texts.stale)
         _send_step(run, template, conv.step, conv.context)
-        return run.result(conv, "stale")
+        return run.result(conv, Outcome.STALE)
     checked = check(event.text or "", step.validation)
     if not checked.ok:
         error = render(step.error, run.values(conv.context)) if step.error else checked.reason
@@ -428,24 +334,12 @@ def _invalid(run: _Run, template: TemplateDef, conv: Conversation, error: str, r
     conv = replace(conv, context={**conv.context, INVALID_KEY: count})
     if count >= run.config.max_invalid_answers:
         run.say(error)
-        run.messages.append(_way_out_message(run.texts))
-        return run.result(conv, "way_out")
+        run.messages.append(way_out_message(run.texts))
+        return run.result(conv, Outcome.WAY_OUT)
     run.say(error)
     if resend:
         _send_step(run, template, conv.step, conv.context)
-    return run.result(conv, "invalid")
-
-
-def _way_out_message(texts: Texts) -> dict[str, Any]:
-    buttons = [(RETRY_ID, texts.retry_title), (RESTART_ID, texts.restart_title), (CANCEL_ID, texts.cancel_title)]
-    return {
-        "type": "interactive",
-        "interactive": {
-            "type": "button",
-            "body": {"text": texts.way_out},
-            "action": {"buttons": [{"type": "reply", "reply": {"id": i, "title": t}} for i, t in buttons]},
-        },
-    }
+    return run.result(conv, Outcome.INVALID)
 
 
 def _advance(
@@ -455,10 +349,10 @@ def _advance(
     if target is None:  # the linter refuses such flows; stay put rather than strand anyone
         log.warning("step %s of %s has no transition", conv.step, template.template_name)
         _send_step(run, template, conv.step, conv.context)
-        return run.result(conv, "invalid")
+        return run.result(conv, Outcome.INVALID)
     if target not in template.steps:
-        run.effects.append(Ended(template.template_name, conv.step, "switched"))
-        return _start(run, target, "switched")
+        run.effects.append(Ended(template.template_name, conv.step, EndReason.SWITCHED))
+        return _start(run, target, Outcome.SWITCHED)
 
     step: Step = template.steps[target]
     if step.action is not None:
@@ -469,7 +363,7 @@ def _advance(
             log.warning("action for step %s of %s failed: %s", target, template.template_name, exc)
             run.say(run.texts.action_failed)
             _send_step(run, template, conv.step, conv.context)
-            return run.result(conv, "action_failed")
+            return run.result(conv, Outcome.ACTION_FAILED)
         context = context | dict(produced)
 
     _send_step(run, template, target, context)
@@ -477,14 +371,6 @@ def _advance(
     if step.end_conversation:
         answers_out = {k: v for k, v in context.items() if not k.startswith("_")}
         run.effects.append(Submit(template.template_name, answers_out))
-        run.effects.append(Ended(template.template_name, target, "completed"))
-        return run.result(None, "completed")
-    return run.result(replace(conv, step=target, context=context), "advanced")
-
-
-def current_menu(templates: TemplateSet, conv: Conversation, profile_name: str | None = None) -> list[dict]:
-    """What the customer was last asked, as WhatsApp content (for ``get_current_menu``)."""
-    template = templates.get(conv.template)
-    if template is None or conv.step not in template.steps:
-        return []
-    return step_messages(template, conv.step, {"profile_name": profile_name or "there", **conv.context})
+        run.effects.append(Ended(template.template_name, target, EndReason.COMPLETED))
+        return run.result(None, Outcome.COMPLETED)
+    return run.result(replace(conv, step=target, context=context), Outcome.ADVANCED)

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from conversation.actions import Actions
-from conversation.engine import CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit, handle
+from conversation.engine import handle
 from conversation.events import InboundEvent, StatusEvent
 from conversation.models import (
     Contact,
@@ -31,6 +31,7 @@ from conversation.models import (
     utcnow,
 )
 from conversation.service import ConversationService, snapshot
+from conversation.state import CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
 
 log = logging.getLogger(__name__)
 

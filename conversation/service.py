@@ -18,12 +18,13 @@ from sqlalchemy import Row, delete, select
 from sqlalchemy.orm import Session
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
-from conversation.engine import INITIAL, Conversation, EngineConfig, TemplateSet, current_menu
+from conversation.content import current_menu
 from conversation.events import UserRef
 from conversation.models import ConversationEvent, ConversationState, TemplateRevision, WorkflowTemplate, utcnow
+from conversation.state import Conversation, EngineConfig, TemplateSet
 from templates.lint import LintError
 from templates.loader import lint_definitions
-from templates.schema import TemplateDef
+from templates.schema import INITIAL, TemplateDef
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,14 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from conversation.content import text_message
 from conversation.db import session_scope
-from conversation.engine import EngineConfig, text_message
 from conversation.events import InboundEvent
 from conversation.inbound import InboundResult, apply_status, jsonb_safe, lock_contact, process_event
 from conversation.logs import bind, clear_context
 from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.payload import parse_payload
+from conversation.state import EngineConfig
 from settings import Settings
 from worker import faults, metrics
 

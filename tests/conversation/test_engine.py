@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from conversation.engine import (
+from conversation.engine import handle
+from conversation.events import InboundEvent, UserRef
+from conversation.state import (
     CANCEL_ID,
     RESTART_ID,
     RETRY_ID,
@@ -24,9 +26,7 @@ from conversation.engine import (
     StepResult,
     Submit,
     TemplateSet,
-    handle,
 )
-from conversation.events import InboundEvent, UserRef
 from templates.schema import TemplateDef
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conversation.engine import (
+from conversation.content import current_menu
+from conversation.engine import handle
+from conversation.events import InboundEvent, UserRef
+from conversation.state import (
     ActionCall,
     ActionFailed,
     CustomerState,
@@ -19,10 +22,7 @@ from conversation.engine import (
     FallbackSent,
     StepResult,
     TemplateSet,
-    current_menu,
-    handle,
 )
-from conversation.events import InboundEvent, UserRef
 from templates.schema import HttpAction
 from tests.reliability.meta_limits import violations
 

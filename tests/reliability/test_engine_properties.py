@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
-from conversation.engine import CANCEL_ID, RESTART_ID, RETRY_ID, TemplateSet
+from conversation.state import CANCEL_ID, RESTART_ID, RETRY_ID, TemplateSet
 from templates.loader import load_directory
 from templates.normalize import normalize
 from tests.reliability.audit import body_text

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
-from conversation.engine import TemplateSet, interactive, step_messages
+from conversation.content import interactive, step_messages
+from conversation.state import TemplateSet
 from conversation.validation import EXPECTED
 from templates.loader import load_directory
 from tests.reliability.engine_walk import CONFIG, QUIET_OUTCOMES, Walker

@@ -1,0 +1,170 @@
+"""What the step engine takes and gives: customer state, settings, effects and outcomes.
+
+Plain values only, so the caller can store them, log them and test against them; the
+step machine that moves between them is ``engine.py``, the WhatsApp content it sends is
+``content.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from conversation.keywords import KeywordIndex
+from templates.schema import ALIAS_SUFFIX, RESERVED_PREFIX, HttpAction, TemplateDef
+
+# The engine's own "way out" buttons; the schema keeps flows off this prefix.
+RETRY_ID, RESTART_ID, CANCEL_ID = f"{RESERVED_PREFIX}retry", f"{RESERVED_PREFIX}restart", f"{RESERVED_PREFIX}cancel"
+
+
+class Outcome(StrEnum):
+    """What one inbound message did; stored on the inbound row and counted by metrics."""
+
+    STARTED = "started"
+    ADVANCED = "advanced"
+    INVALID = "invalid"
+    STALE = "stale"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    RESTARTED = "restarted"
+    SWITCHED = "switched"
+    ACTION_FAILED = "action_failed"
+    FALLBACK = "fallback"
+    IGNORED = "ignored"
+    REACTION = "reaction"
+    WAY_OUT = "way_out"
+
+
+class EndReason(StrEnum):
+    """Why a conversation ended; stored as a conversation event, a column of the stats."""
+
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SWITCHED = "switched"
+    RESTARTED = "restarted"
+    TEMPLATE_GONE = "template_gone"
+
+
+@dataclass(frozen=True)
+class Texts:
+    """Everything the engine says on its own behalf (configurable per deployment)."""
+
+    cancelled: str = "Okay, I've cancelled that. Send *hi* whenever you want to start again."
+    choose: str = "Please choose one of the options."
+    stale: str = "That option belongs to an earlier menu. Here is where we are now:"
+    media: str = "Sorry, I can't read {what} here. Please send {expected}."
+    action_failed: str = "Sorry, something went wrong on our side. Please try again in a moment."
+    way_out: str = "It looks like this isn't working. What would you like to do?"
+    retry_title: str = "Try again"
+    restart_title: str = "Start over"
+    cancel_title: str = "Cancel"
+    template_gone: str = "Sorry, that menu is no longer available."
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    cancel_words: tuple[str, ...] = ("cancel", "exit", "quit")
+    max_invalid_answers: int = 3
+    fallback_text: str = "Sorry, I didn't get that. Send *hi* to see the menu."
+    fallback_period: timedelta = timedelta(hours=1)
+    default_expiry: timedelta = timedelta(hours=24)
+    texts: Texts = field(default_factory=Texts)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """The engine's view of a live conversation."""
+
+    template: str
+    step: str
+    context: dict[str, Any]
+    expires_at: datetime
+    last_interaction: datetime
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    conversation: Conversation | None
+    last_fallback_at: datetime | None = None
+    profile_name: str | None = None
+
+
+# Effects the caller carries out in the same transaction.
+@dataclass(frozen=True)
+class Submit:
+    template: str
+    answers: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Ended:
+    template: str
+    step: str
+    reason: EndReason
+
+
+@dataclass(frozen=True)
+class Entered:
+    """The customer landed on ``step`` (a template's start, an advance, a loop back).
+
+    Reported separately because the new state alone cannot show a loop to the same step
+    or an entry into a step that ends the conversation; the drop-off stats count these.
+    """
+
+    template: str
+    step: str
+
+
+@dataclass(frozen=True)
+class FallbackSent:
+    pass
+
+
+Effect = Submit | Ended | Entered | FallbackSent
+
+
+@dataclass(frozen=True)
+class StepResult:
+    conversation: Conversation | None
+    messages: list[dict[str, Any]]
+    effects: list[Effect]
+    outcome: Outcome
+
+
+class ActionFailed(Exception):
+    """An action could not produce its result; the customer stays where they were."""
+
+
+@dataclass(frozen=True)
+class ActionCall:
+    template: str
+    step: str
+    user_key: str
+    context: Mapping[str, Any]
+
+
+class ActionRunner(Protocol):
+    def run(self, action: str | HttpAction, call: ActionCall) -> Mapping[str, Any]: ...
+
+
+class TemplateSet:
+    """Validated templates plus their keyword index; built once per template revision."""
+
+    def __init__(self, templates: Mapping[str, TemplateDef]) -> None:
+        self.templates = dict(templates)
+        self.keywords = KeywordIndex(
+            (kw, t.template_name, t.priority)
+            for t in self.templates.values()
+            if t.is_active
+            for kw in t.trigger_keywords
+        )
+
+    def get(self, name: str) -> TemplateDef | None:
+        template = self.templates.get(name)
+        if template is None and name.endswith(ALIAS_SUFFIX):
+            template = self.templates.get(name[: -len(ALIAS_SUFFIX)])
+        return template if template is not None and template.is_active else None
