@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from conversation.models import ConversationEvent, Submission
 from conversation.service import ConversationService, to_definition
+from conversation.state import EndReason
 from templates.lint import transitions
 
-ENDINGS = ("completed", "cancelled", "expired", "switched", "restarted", "template_gone")
-EVENTS = ("entered", *ENDINGS)
+EVENTS = ("entered", *EndReason)
 # Spreadsheets run a cell starting with these as a formula; customers type the answers.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _LEAP_SECOND = re.compile(r"(T\d\d:\d\d:)60")
@@ -112,7 +112,7 @@ def dropoff(
 ) -> Funnel:
     """How many runs reached each step of ``template_name`` and how they ended, and where."""
     ev = ConversationEvent
-    ended = case((ev.event.in_(ENDINGS), 1), else_=0)
+    ended = case((ev.event.in_(list(EndReason)), 1), else_=0)
     # Runs per customer: an "entered" belongs to the run after the endings before it.
     numbered = _between(
         select(
@@ -135,7 +135,7 @@ def dropoff(
     endings = session.execute(
         _between(
             select(ev.step, ev.event, func.count())
-            .where(ev.template_name == template_name, ev.event.in_(ENDINGS))
+            .where(ev.template_name == template_name, ev.event.in_(list(EndReason)))
             .group_by(ev.step, ev.event),
             ev.created_at,
             since,
@@ -222,12 +222,12 @@ def write_csv(rows: Sequence[Submission], out: TextIO, reveal_users: bool = Fals
 
 def funnel_table(funnel: Funnel) -> str:
     """``funnel`` as a fixed-width text table (``flask --app webhook stats``)."""
-    head = ("step", "reached", "%", *ENDINGS)
+    head = ("step", "reached", "%", *EndReason)
     lines = [head]
     for s in funnel.steps:
         share = f"{100 * s.reached / funnel.started:.0f}" if funnel.started else "-"
-        lines.append((s.step, str(s.reached), share, *(str(getattr(s, e)) for e in ENDINGS)))
-    lines.append(("total", str(funnel.started), "", *(str(getattr(funnel, e)) for e in ENDINGS)))
+        lines.append((s.step, str(s.reached), share, *(str(getattr(s, e)) for e in EndReason)))
+    lines.append(("total", str(funnel.started), "", *(str(getattr(funnel, e)) for e in EndReason)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = [f"{funnel.template}: {funnel.started} conversation(s) started, {funnel.completed} completed"]
     for line in lines:

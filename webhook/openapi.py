@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversation.stats import ENDINGS
+from conversation.state import EndReason as ENDINGS
 from templates.schema import TemplateDef
 
 REF = "#/components/schemas/{model}"

@@ -24,7 +24,7 @@ from conversation.events import UserRef
 from conversation.inbound import process_event
 from conversation.models import ConversationEvent, ConversationState, Submission
 from conversation.service import ConversationService
-from conversation.state import EngineConfig
+from conversation.state import EndReason, EngineConfig
 from templates.loader import load_directory
 from tests.conftest import migrate
 from tests.conversation.transcript import Customer
@@ -190,6 +190,6 @@ def test_funnel_table_is_readable(flows: Session) -> None:
     turns(flows, customer("15550000300"), {"send": "order"}, {"tap": "coffee"}, {"send": "cancel"})
     table = stats.funnel_table(stats.dropoff(flows, "new_order")).splitlines()
     assert table[0] == "new_order: 1 conversation(s) started, 0 completed"
-    assert table[1].split() == ["step", "reached", "%", *stats.ENDINGS]
+    assert table[1].split() == ["step", "reached", "%", *EndReason]
     assert table[3].split() == ["quantity", "1", "100", "0", "1", "0", "0", "0", "0"]
     assert table[-1].split() == ["total", "1", "0", "1", "0", "0", "0", "0"]
