@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from templates.lint import ALIAS_SUFFIX, INITIAL, YES_NO, transitions
-from templates.schema import HttpAction, Step, TemplateDef, Validation
+from templates.lint import YES_NO, transitions
+from templates.schema import ALIAS_SUFFIX, INITIAL, HttpAction, Step, TemplateDef, Validation
 
 NodeKind = Literal["start", "step", "template", "end"]
 EdgeKind = Literal["entry", "answer", "invalid", "switch", "end"]
@@ -265,10 +265,6 @@ def to_dot(graph: FlowGraph, highlight: str | None = None) -> str:
         out.append(f"  {_dot_str(e.source)} -> {_dot_str(e.target)} [{EDGE_STYLE[e.kind]}{label}]")
     out.append("}")
     return "\n".join(out) + "\n"
-
-
-def graphviz_available() -> bool:
-    return shutil.which("dot") is not None
 
 
 @lru_cache(maxsize=64)

@@ -17,10 +17,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from templates import lint as graph
-from templates import schema
-from templates.lint import ALIAS_SUFFIX, LintError
-from templates.schema import NAME_PATTERN, TemplateDef
+from templates import lint, schema
+from templates.lint import LintError
+from templates.schema import ALIAS_SUFFIX, NAME_PATTERN, TemplateDef
 
 # Tags pydantic puts in a location for the branch of a union it tried.
 _MESSAGE_TAGS = {"button", "list", "text"}
@@ -255,7 +254,7 @@ def lint_definitions(
     globals_: frozenset[str],
 ) -> list[LintError]:
     """Graph rules over templates that passed the schema (e.g. from the database or the API)."""
-    return graph.lint_definitions(defs, sources, actions, globals_)
+    return lint.lint_definitions(defs, sources, actions, globals_)
 
 
 def load_directory(
@@ -291,7 +290,7 @@ def load_directory(
     broken = set(seen) - set(result.templates)
     for data, file_name in failed:
         result.errors.extend(_raw_target_errors(data, file_name, set(seen)))
-    graph_errors = graph.lint_definitions(
+    graph_errors = lint.lint_definitions(
         result.templates,
         {n: str(p) for n, p in result.sources.items()},
         actions,

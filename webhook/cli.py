@@ -123,7 +123,7 @@ def delete_template(name: str) -> None:
 )
 def graph_template(name: str, fmt: str, highlight: str | None, output: str | None, directory: str | None) -> None:
     """Draw NAME as a diagram; svg and png need Graphviz's `dot` (apt-get install graphviz)."""
-    from templates import graph
+    from templates import diagrams as graph
 
     if directory:
         definitions = _load(directory)[0]

@@ -31,7 +31,7 @@ from conversation.db import session_scope
 from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 from conversation.service import ConversationService, to_definition
 from settings import Settings
-from templates.graph import GraphvizMissing, build_graph, render, to_mermaid
+from templates.diagrams import GraphvizMissing, build_graph, render, to_mermaid
 from webhook import replays
 from webhook.signature import sign
 

@@ -1,4 +1,4 @@
-"""Flow diagrams (``templates/graph.py``): drawn from the engine's own data, never by hand."""
+"""Flow diagrams (``templates/diagrams.py``): drawn from the engine's own data, never by hand."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from settings import ROOT, load_settings
-from templates import graph
-from templates.graph import Edge, build_graph, render, step_id, to_dot, to_mermaid
+from templates import diagrams
+from templates.diagrams import Edge, build_graph, render, step_id, to_dot, to_mermaid
 from templates.lint import transitions
 from templates.loader import load_directory
 from templates.schema import TemplateDef
@@ -43,7 +43,7 @@ def flow(steps: dict[str, Any], keywords: list[str] | None = None) -> TemplateDe
     )
 
 
-def edges_from(g: graph.FlowGraph, source: str) -> dict[str, Edge]:
+def edges_from(g: diagrams.FlowGraph, source: str) -> dict[str, Edge]:
     return {e.target: e for e in g.edges if e.source == step_id(source)}
 
 
@@ -146,9 +146,9 @@ def test_png_is_drawn_by_dot() -> None:
 
 
 def test_without_dot_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(graph.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(diagrams.shutil, "which", lambda _name: None)
     g = build_graph(flow({"initial": {"next_step": "x"}, "x": {"prompt": "only here", "end_conversation": True}}))
-    with pytest.raises(graph.GraphvizMissing, match="apt-get install graphviz"):
+    with pytest.raises(diagrams.GraphvizMissing, match="apt-get install graphviz"):
         render(g, "svg", highlight="x")  # a source no other test renders: not cached
 
 

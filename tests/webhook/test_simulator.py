@@ -29,7 +29,7 @@ from conversation import db
 from conversation.models import ConversationState, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 from conversation.payload import parse_payload
 from settings import ROOT, Settings, SettingsError, load_settings
-from templates import graph
+from templates import diagrams as graph
 from tests.conftest import engine_with_shipped_flows, service_missing
 from webhook import simulator
 from webhook.signature import verify
