@@ -2,7 +2,8 @@
 
 Every entry × change × message/status is read on its own; a malformed item becomes a
 ``SkippedItem`` with the reason, and its siblings are still parsed (Meta batches up to
-1,000 items in one POST). Field shapes: /work/shared/whatsapp/cloud-api-facts.md §2.
+1,000 items in one POST). Field shapes are those of the Cloud API webhook: ``entry[].changes[].value``
+with its ``metadata``, ``contacts``, ``messages`` and ``statuses``.
 """
 
 from __future__ import annotations

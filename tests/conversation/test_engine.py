@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conversation.engine import handle
+from conversation.engine import ROUTES, handle
 from conversation.events import InboundEvent, UserRef
 from conversation.state import (
     CANCEL_ID,
@@ -259,6 +259,61 @@ def test_exact_keyword_restarts_but_a_keyword_inside_an_answer_does_not():
     assert restarted.outcome == "restarted" and restarted.conversation.template == "main_menu"
     answer = run(at("survey", "why"), text("the menu was too long"))
     assert answer.outcome == "completed"
+
+
+def test_the_routes_are_tried_in_this_order():
+    assert [r.name for r in ROUTES] == [
+        "expired",
+        "reaction",
+        "flow gone",
+        "way-out button",
+        "no conversation",
+        "cancel word",
+        "exact keyword",
+        "answer",
+    ]
+
+
+def test_a_cancel_word_wins_over_a_keyword_that_is_the_same_word():
+    config = EngineConfig(cancel_words=("menu",))
+    result = handle(TEMPLATES, at("shop", "qty", product="tea"), text("menu"), NOW, config, Actions())
+    assert result.outcome == "cancelled" and result.conversation is None
+    assert Ended("shop", "qty", "cancelled") in result.effects
+    assert not any(isinstance(e, Ended) and e.reason == "restarted" for e in result.effects)
+
+
+def test_expiry_comes_before_a_reaction_and_the_reaction_stays_unanswered():
+    stale = Conversation("shop", "qty", {}, NOW - timedelta(seconds=1), NOW - timedelta(days=1))
+    result = run(CustomerState(stale), other("reaction", "reaction"))
+    assert result.outcome == "reaction" and result.conversation is None and result.messages == []
+    assert result.effects == [Ended("shop", "qty", "expired")]
+
+
+def test_a_reaction_in_a_deleted_template_is_not_answered_even_to_say_it_is_gone():
+    state = at("gone", "initial")
+    result = run(state, other("reaction", "reaction"))
+    assert result.outcome == "reaction" and result.messages == [] and result.effects == []
+    assert result.conversation == state.conversation
+
+
+def test_a_way_out_button_in_a_deleted_template_says_so_then_counts_as_no_conversation():
+    result = run(at("gone", "qty"), tap(CANCEL_ID, "Cancel"))
+    assert result.effects[0] == Ended("gone", "qty", "template_gone")
+    assert bodies(result) == [CONFIG.texts.template_gone, CONFIG.fallback_text]
+    assert result.outcome == "fallback" and result.conversation is None
+
+
+def test_a_way_out_button_without_a_conversation_is_like_any_other_message():
+    result = run(CustomerState(None), tap(RESTART_ID, "Start over"))
+    assert result.outcome == "fallback" and bodies(result) == [CONFIG.fallback_text]
+
+
+def test_a_cancel_word_in_an_expired_conversation_is_not_a_cancel():
+    stale = Conversation("shop", "qty", {}, NOW - timedelta(seconds=1), NOW - timedelta(days=1))
+    result = run(CustomerState(stale), text("cancel"))
+    assert result.outcome == "fallback"
+    assert result.effects[0] == Ended("shop", "qty", "expired")
+    assert not any(isinstance(e, Ended) and e.reason == "cancelled" for e in result.effects)
 
 
 # --- moving on ----------------------------------------------------------------------
