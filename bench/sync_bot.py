@@ -13,7 +13,7 @@ flow, the database work and the Graph calls are exactly the ones parley does. Pe
    ``conversation.db.session_scope()`` (dedupe claim, locked contact, engine, state, the
    outbox rows), committed; then that customer's replies (read receipt included) go out
    through the Graph API at once with ``worker.sender.drain`` and one
-   ``worker.graph.GraphClient`` per process; delivery statuses are applied likewise;
+   ``worker.graph_api.GraphClient`` per process; delivery statuses are applied likewise;
 4. answer 200. An exception answers 500 and Meta retries (the wamid claim makes that safe).
 
 No broker, no worker, no queue: a slow Graph API or database holds the request, and the
@@ -42,7 +42,7 @@ from conversation.logs import configure_logging
 from conversation.payload import parse_payload
 from settings import get_settings
 from webhook.signature import verify
-from worker.graph import GraphClient
+from worker.graph_api import GraphClient
 from worker.inbound import engine_config
 from worker.sender import drain
 

@@ -22,7 +22,7 @@ from conversation.db import session_scope
 from conversation.logs import bind
 from conversation.models import utcnow
 from worker import faults, metrics
-from worker.graph import GraphClient, GraphError, retry_delay
+from worker.graph_api import GraphClient, GraphError, retry_delay
 from worker.inbound import is_transient
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from conversation.service import ConversationService
 from settings import get_settings
 from worker import metrics
 from worker.celery_app import app
-from worker.graph import GraphClient
+from worker.graph_api import GraphClient
 from worker.inbound import is_transient, process_raw
 from worker.sender import drain
 

@@ -21,7 +21,7 @@ import pytest
 
 from settings import load_settings
 from tests.support.graph_stub import GraphStub, StubControl, start_stub
-from worker.graph import (
+from worker.graph_api import (
     PAIR_LIMIT_CAP_SECONDS,
     RETRY_CAP_SECONDS,
     GraphClient,
