@@ -160,10 +160,6 @@ class Settings:
     def production(self) -> bool:
         return self.env == "production"
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``env`` (default ``os.environ``); raise SettingsError if unsafe."""

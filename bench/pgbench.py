@@ -1,6 +1,6 @@
 """The database ceiling: pgbench running the worker's own per-message transactions.
 
-``inbound``: the transaction of conversation/inbound.py for one message (dedupe insert,
+``inbound``: the transaction of conversation/turn.py for one message (dedupe insert,
 contact lock, locked read, state update, outbox inserts), as the issue asks. ``full``: that
 plus every transaction the sender commits for the message's two outbox rows, i.e. all the
 database work one message costs; no HTTP. Both run with as many clients as the stack has

@@ -9,11 +9,11 @@ flow, the database work and the Graph calls are exactly the ones parley does. Pe
 
 1. verify ``X-Hub-Signature-256`` (``webhook.signature.verify``), 403 if it does not match;
 2. parse the body (``conversation.payload.parse_payload``);
-3. each message: ``conversation.inbound.process_event`` in its own
+3. each message: ``conversation.turn.process_event`` in its own
    ``conversation.db.session_scope()`` (dedupe claim, locked contact, engine, state, the
    outbox rows), committed; then that customer's replies (read receipt included) go out
    through the Graph API at once with ``worker.sender.drain`` and one
-   ``worker.graph.GraphClient`` per process; delivery statuses are applied likewise;
+   ``worker.graph_api.GraphClient`` per process; delivery statuses are applied likewise;
 4. answer 200. An exception answers 500 and Meta retries (the wamid claim makes that safe).
 
 No broker, no worker, no queue: a slow Graph API or database holds the request, and the
@@ -37,13 +37,13 @@ import logging
 from flask import Flask, request
 
 from conversation.db import session_scope, use_engine_options
-from conversation.inbound import apply_status, process_event
 from conversation.logs import configure_logging
+from conversation.outbox import apply_status
 from conversation.payload import parse_payload
+from conversation.turn import engine_config, process_event
 from settings import get_settings
 from webhook.signature import verify
-from worker.graph import GraphClient
-from worker.inbound import engine_config
+from worker.graph_api import GraphClient
 from worker.sender import drain
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"

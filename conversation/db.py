@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import get_settings
@@ -52,6 +53,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 5)
         kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Database unreachable or restarting: the unit of work may be tried again later as it was."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def get_engine() -> Engine:

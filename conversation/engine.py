@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -98,8 +98,7 @@ class _Run:
         return StepResult(conversation, self.messages, self.effects, outcome)
 
     def expiry(self, template: TemplateDef) -> datetime:
-        hours = template.expiry_hours
-        return self.now + (timedelta(hours=hours) if hours else self.config.default_expiry)
+        return self.config.expiry(template, self.now)
 
 
 def handle(

@@ -3,7 +3,8 @@
 One sender at a time per customer holds a lease on their ``contacts`` row, so replies go
 out in the order they were written even with many sender processes; a crashed sender's
 lease simply runs out. The sender (worker/sender.py) composes these inside its own
-transactions: one to take a batch, one per reply to settle it and take the next.
+transactions: one to take a batch, one per reply to settle it and take the next. The
+status webhooks then move a sent row along (``apply_status``), never backwards.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from conversation.models import Contact, InboundMessage, OutboundMessage, SandboxMessage
+from conversation.events import StatusEvent
+from conversation.models import Contact, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 
 LEASE = timedelta(seconds=60)
 OPEN = ("pending", "sending")
 FINAL = ("accepted", "sent", "delivered", "read", "played", "failed")
+# Delivery statuses only move forward; "failed" may replace accepted/sent, never delivered/read.
+STATUS_RANK = {"pending": 0, "sending": 0, "accepted": 1, "sent": 2, "delivered": 3, "read": 4, "played": 4}
 
 
 # The sender's statements are built once and run on the session's connection: through
@@ -203,6 +207,28 @@ def keep_lease(session: Session, user_key: str, now: datetime) -> None:
 
 def release_lease(session: Session, user_key: str) -> None:
     session.connection().execute(_SET_LEASE, {"k": user_key, "until": None})
+
+
+def apply_status(session: Session, status: StatusEvent) -> str:
+    """Record a delivery receipt on our outbound row; returns what happened (for logs and metrics)."""
+    row = session.scalar(select(OutboundMessage).where(OutboundMessage.wamid == status.wamid).with_for_update())
+    if row is None:
+        return "unknown"
+    if status.status == "failed":
+        if STATUS_RANK.get(row.status, 0) >= STATUS_RANK["delivered"]:
+            return "stale"
+        row.status = "failed"
+        row.last_error_code = status.error_code
+        row.last_error = status.error_title
+    elif status.status in STATUS_RANK:
+        if row.status == "failed" or STATUS_RANK[status.status] <= STATUS_RANK.get(row.status, 0):
+            return "stale"
+        row.status = status.status
+    else:
+        return "ignored"
+    row.status_at = status.timestamp
+    row.updated_at = utcnow()
+    return "applied"
 
 
 def pair_limit_hits(session: Session, user_key: str) -> int:

@@ -74,6 +74,11 @@ class EngineConfig:
     default_expiry: timedelta = timedelta(hours=24)
     texts: Texts = field(default_factory=Texts)
 
+    def expiry(self, template: TemplateDef, now: datetime) -> datetime:
+        """When a conversation in ``template`` that moved at ``now`` expires: the flow's own hours, else the default."""
+        hours = template.expiry_hours
+        return now + (timedelta(hours=hours) if hours else self.default_expiry)
+
 
 @dataclass(frozen=True)
 class Conversation:

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
+from conversation.logs import mask_identity
 from conversation.models import ConversationEvent, Submission
 from conversation.service import ConversationService, to_definition
 from conversation.state import EndReason
@@ -175,13 +176,6 @@ def submissions(
     return list(session.scalars(stmt))
 
 
-def mask_user(user_key: str) -> str:
-    """Enough to tell customers apart in a report, not enough to contact them."""
-    if "." in user_key:  # a BSUID: keep the country prefix
-        return f"{user_key.split('.', 1)[0]}.***{user_key[-4:]}"
-    return f"***{user_key[-4:]}"
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -207,7 +201,7 @@ def write_csv(rows: Sequence[Submission], out: TextIO, reveal_users: bool = Fals
     writer = csv.writer(out)
     writer.writerow(["submitted_at", "template", "user", *keys])
     for row in rows:
-        user = row.user_key if reveal_users else mask_user(row.user_key)
+        user = row.user_key if reveal_users else mask_identity(row.user_key)
         answers = row.answers or {}
         writer.writerow(
             [

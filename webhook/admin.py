@@ -25,6 +25,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
 from conversation import stats
 from conversation.db import session_scope
+from conversation.logs import mask_identity
 from conversation.models import ConversationState, OutboundMessage, Submission, utcnow
 from conversation.service import ConversationService, TemplateInvalid, to_definition
 from settings import Settings
@@ -354,7 +355,7 @@ def list_submissions() -> Response:
             {
                 "id": str(row.id),
                 "template": row.template_name,
-                "user": row.user_key if reveal else stats.mask_user(row.user_key),
+                "user": row.user_key if reveal else mask_identity(row.user_key),
                 "submitted_at": _iso(row.created_at),
                 "answers": row.answers or {},
             }

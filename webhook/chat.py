@@ -130,23 +130,15 @@ class InProcess:
     def send(self, text: str | None, tap: Tap | None) -> Iterator[Reply]:
         # Imported here: the terminal chat over HTTP needs none of the engine.
         from conversation.db import session_scope
-        from conversation.inbound import process_event
-        from conversation.models import OutboundMessage
         from conversation.payload import parse_payload
-        from worker.inbound import engine_config
+        from conversation.turn import answer_here, engine_config
 
         body = inbound_webhook(self.user, text=text, tap=tap, name=self.name, wamid=new_wamid())
         replies: list[Reply] = []
         for event in parse_payload(json.dumps(body)).messages:
             with session_scope() as session:
-                result = process_event(session, event, engine_config(self.settings), mark_as_read=False)
-                for row_id in result.outbox_ids:
-                    row = session.get(OutboundMessage, row_id)
-                    if row is not None:
-                        replies.append(Reply(dict(row.content), f"wamid.CHAT{uuid.uuid4().hex}"))
-                        # Delivered here, on the terminal: a pending row would be sent later by
-                        # the outbox sweep to a customer who does not exist.
-                        session.delete(row)
+                for content in answer_here(session, event, engine_config(self.settings)):
+                    replies.append(Reply(content, f"wamid.CHAT{uuid.uuid4().hex}"))
         yield from replies
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from conversation import stats
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
+from conversation.logs import mask_identity
 from conversation.models import ConversationState, utcnow
 from conversation.service import ConversationService, TemplateInvalid, to_definition
 from templates.loader import load_directory
@@ -158,7 +159,7 @@ def list_conversations(template: str | None) -> None:
         for row in session.scalars(stmt):
             live = "live" if row.expires_at > now else "expired"
             click.echo(
-                f"{_mask(row.user_key)}\t{row.conversation_flow}\t{row.current_step}\t{live}\t"
+                f"{mask_identity(row.user_key)}\t{row.conversation_flow}\t{row.current_step}\t{live}\t"
                 f"expires {row.expires_at:%Y-%m-%d %H:%M}Z"
             )
 
@@ -222,7 +223,7 @@ def list_submissions(template: str | None, since: str | None, until: str | None)
     for row in rows:
         answers = json.dumps(row.answers, ensure_ascii=False, sort_keys=True)
         click.echo(
-            f"{row.created_at:%Y-%m-%d %H:%M:%S}Z\t{row.template_name}\t{stats.mask_user(row.user_key)}\t{answers}"
+            f"{row.created_at:%Y-%m-%d %H:%M:%S}Z\t{row.template_name}\t{mask_identity(row.user_key)}\t{answers}"
         )
     click.echo(f"{len(rows)} submission(s)", err=True)
 
@@ -243,10 +244,6 @@ def export_submissions(
         with open(output, "w", newline="", encoding="utf-8") as out:
             stats.write_csv(rows, out, reveal_users)
         click.echo(f"{len(rows)} submission(s) written to {output}", err=True)
-
-
-def _mask(user_key: str) -> str:
-    return user_key if "." in user_key else f"***{user_key[-4:]}"
 
 
 def build_text_webhook(text: str, user: str, phone_number_id: str, name: str = "Test User") -> dict:

@@ -94,7 +94,7 @@ def check_broker_eviction(broker_url: str, wait: float = BROKER_CHECK_SECONDS) -
 
 def longest_unacked_seconds(app: Celery) -> tuple[float, str]:
     """How long a parley task can stay unacknowledged: hard time limit + longest countdown."""
-    from worker.graph import MAINTENANCE_SECONDS, PAIR_LIMIT_CAP_SECONDS, RETRY_CAP_SECONDS
+    from worker.graph_api import MAINTENANCE_SECONDS, PAIR_LIMIT_CAP_SECONDS, RETRY_CAP_SECONDS
 
     app.loader.import_default_modules()  # worker_init fires before the includes are imported
     default = float(app.conf.task_time_limit or 0)

@@ -5,20 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from conversation.content import text_message
-from conversation.db import session_scope
+from conversation.db import is_transient, session_scope
 from conversation.events import InboundEvent
-from conversation.inbound import InboundResult, apply_status, jsonb_safe, lock_contact, process_event
 from conversation.logs import bind, clear_context
-from conversation.models import InboundMessage, OutboundMessage, utcnow
+from conversation.models import utcnow
+from conversation.outbox import apply_status
 from conversation.payload import parse_payload
 from conversation.state import EngineConfig
+from conversation.turn import InboundResult, dead_letter, engine_config, process_event
 from settings import Settings
 from worker import faults, metrics
 
@@ -28,21 +27,6 @@ log = logging.getLogger(__name__)
 POISON_ATTEMPTS = 3
 
 
-def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        cancel_words=settings.cancel_words,
-        max_invalid_answers=settings.max_invalid_answers,
-        fallback_text=settings.fallback_text,
-        fallback_period=timedelta(seconds=settings.fallback_period_seconds),
-        default_expiry=timedelta(hours=settings.default_expiry_hours),
-    )
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Database unreachable or restarting: retry the whole payload later (it is idempotent)."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
-
-
 @dataclass
 class PayloadReport:
     handled: int = 0
@@ -50,7 +34,6 @@ class PayloadReport:
     failed: int = 0
     statuses: int = 0
     skipped: int = 0
-    users_to_send: list[str] = field(default_factory=list)
 
 
 def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -> PayloadReport:
@@ -95,7 +78,6 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
         )
         if result.outbox_ids:
             _hand_off(hand_off, result.user_key)
-            report.users_to_send.append(result.user_key)
     clear_context()
     for status in parsed.statuses:
         with session_scope() as session:
@@ -134,46 +116,15 @@ def _hand_off(hand_off: Callable[[str], None], user_key: str) -> None:
 
 
 def _record_failure(event: InboundEvent, exc: Exception, apology: str) -> bool:
-    """Dead-letter the item (a redelivery then skips it) and queue an apology to the customer.
+    """Dead-letter the item and queue an apology to the customer; True when one was queued.
 
-    Returns True when an apology was queued. Never blocks the customer's later messages:
-    the failed transaction is gone, and this one only inserts.
+    Best effort: the log line of the failure is already written, so an error here is
+    logged and swallowed rather than lose the payload's other items.
     """
-    now = utcnow()
+    error = f"after {POISON_ATTEMPTS} attempts: {exc.__class__.__name__}: {exc}"
     try:
         with session_scope() as session:
-            existing = session.query(InboundMessage).filter_by(wamid=event.wamid).one_or_none()
-            first = existing is None
-            if existing is None:
-                existing = InboundMessage(
-                    wamid=event.wamid,
-                    user_key=event.user.key,
-                    phone_number_id=event.phone_number_id,
-                    message_type=event.message_type,
-                    payload=jsonb_safe(event.raw),
-                    received_at=now,
-                )
-                session.add(existing)
-            existing.outcome = "failed"
-            existing.error = f"after {POISON_ATTEMPTS} attempts: {exc.__class__.__name__}: {exc}"[:2000]
-            if first:  # only the delivery that dead-letters it apologizes, never twice
-                lock_contact(session, event, now)  # the sender's lease lives on this row
-                session.add(
-                    OutboundMessage(
-                        user_key=event.user.key,
-                        phone_number_id=event.phone_number_id,
-                        to_phone=event.user.phone,
-                        to_user_id=event.user.user_id,
-                        kind="message",
-                        content=text_message(apology),
-                        inbound_wamid=event.wamid,
-                        status="pending",
-                        attempts=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        return first
-    except Exception:  # the failure record is best effort; the log line above has it
+            return dead_letter(session, event, error, text_message(apology), utcnow())
+    except Exception:
         log.exception("could not record the failed message", extra={"wamid": event.wamid})
         return False

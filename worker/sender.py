@@ -18,12 +18,11 @@ from functools import partial
 from typing import TypeVar
 
 from conversation import outbox
-from conversation.db import session_scope
+from conversation.db import is_transient, session_scope
 from conversation.logs import bind
 from conversation.models import utcnow
 from worker import faults, metrics
-from worker.graph import GraphClient, GraphError, retry_delay
-from worker.inbound import is_transient
+from worker.graph_api import GraphClient, GraphError, retry_delay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

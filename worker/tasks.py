@@ -1,25 +1,74 @@
-"""Celery tasks: thin envelopes (names, queues, retries, limits) over plain functions."""
+"""Celery tasks: thin envelopes (names, queues, limits) over plain functions.
+
+What every task needs around its work (the soft time limit, retrying a database outage,
+a clean log context) is :class:`ParleyTask`'s, so each task below is only its work.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from conversation import outbox
-from conversation.db import session_scope
+from conversation.db import is_transient, session_scope
+from conversation.logs import clear_context
 from conversation.models import utcnow
 from conversation.service import ConversationService
 from settings import get_settings
 from worker import metrics
 from worker.celery_app import app
-from worker.graph import GraphClient
-from worker.inbound import is_transient, process_raw
+from worker.graph_api import GraphClient
+from worker.inbound import process_raw
 from worker.sender import drain
 
 log = logging.getLogger(__name__)
+
+
+class ParleyTask(Task):
+    """The base of every parley task: its soft time limit, transient retries and log context.
+
+    - Past its soft time limit, a task with ``soft_limit_countdown`` is tried again after
+      that many seconds (what it committed so far stays; every task is idempotent); one
+      without stops, and the next scheduled run carries on.
+    - A database outage (``is_transient``) is retried after ``transient_backoff``:
+      ``(first, cap)`` seconds, doubling per retry up to ``cap``, at most ``max_retries``.
+      Any other error is raised as it is: retrying a bug only repeats it.
+    - The correlation fields of the log are cleared before and after, because worker
+      threads and processes run one task after another.
+    """
+
+    soft_limit_countdown: float | None = None
+    transient_backoff: tuple[float, float] = (10.0, 60.0)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        clear_context()
+        try:
+            return super().__call__(*args, **kwargs)
+        except SoftTimeLimitExceeded:
+            if self.soft_limit_countdown is None:
+                log.warning("task stopped at its soft time limit", extra={"task": self.name})
+                return None
+            log.warning("task retried after its soft time limit", extra={"task": self.name})
+            raise self.retry(countdown=self.soft_limit_countdown) from None
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            countdown = self.transient_countdown(self.request.retries)
+            log.warning("database unavailable, task retried", extra={"task": self.name, "countdown": countdown})
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        finally:
+            clear_context()
+
+    def transient_countdown(self, retries: int) -> float:
+        """Seconds before retry number ``retries + 1`` of a database outage."""
+        first, cap = self.transient_backoff
+        return min(first * 2**retries, cap)
 
 
 @lru_cache(maxsize=1)
@@ -39,52 +88,45 @@ def hand_off(user_key: str) -> None:
 
 
 @app.task(
+    base=ParleyTask,
     name="parley.inbound.process_payload",
-    bind=True,
     acks_late=True,
     max_retries=20,
     soft_time_limit=120,
     time_limit=150,
+    # Items handled before the limit are committed; a retry skips them as duplicates.
+    soft_limit_countdown=5,
+    transient_backoff=(2, 60),
 )
-def process_payload(self, raw: str) -> dict[str, int]:
-    """Every message and status of one webhook POST. Idempotent: wamids dedupe redeliveries."""
-    try:
-        report = process_raw(raw, get_settings(), hand_off)
-    except SoftTimeLimitExceeded:
-        # Items handled so far are committed; a retry skips them as duplicates.
-        raise self.retry(countdown=5) from None
-    except Exception as exc:
-        if is_transient(exc):
-            raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 60)) from exc
-        raise
-    return {"handled": report.handled, "duplicates": report.duplicates, "failed": report.failed}
+def process_payload(raw: str) -> dict[str, int]:
+    """Every message and status of one webhook POST. Idempotent: wamids dedupe redeliveries.
+
+    The counts it returns are what the worker's "succeeded" log line shows of the payload.
+    """
+    return asdict(process_raw(raw, get_settings(), hand_off))
 
 
 @app.task(
+    base=ParleyTask,
     name="parley.outbox.deliver",
-    bind=True,
     acks_late=True,
     max_retries=None,
     soft_time_limit=240,
     time_limit=270,
+    # The lease serializes senders, and replies already sent are marked: carry on at once.
+    soft_limit_countdown=1,
+    transient_backoff=(5, 5),
 )
-def deliver(self, user_key: str) -> dict[str, int]:
-    """Send one customer's pending replies in order. Safe to run twice: a lease serializes it."""
-    settings = get_settings()
-    try:
-        result = drain(user_key, graph_client(), settings.send_max_attempts)
-    except SoftTimeLimitExceeded:
-        raise self.retry(countdown=1) from None
-    except Exception as exc:
-        if is_transient(exc):
-            raise self.retry(exc=exc, countdown=5) from exc
-        raise
+def deliver(user_key: str) -> dict[str, int]:
+    """Send one customer's pending replies in order. Safe to run twice: a lease serializes it
+    (``busy``: another sender held it and sends them)."""
+    result = drain(user_key, graph_client(), get_settings().send_max_attempts)
     if result.retry_in is not None:
         deliver.apply_async(args=[user_key], countdown=result.retry_in)
-    return {"sent": result.sent, "failed": result.failed}
+    return {"sent": result.sent, "failed": result.failed, "busy": result.busy}
 
 
-@app.task(name="parley.maintenance.expire_conversations", soft_time_limit=240, time_limit=270)
+@app.task(base=ParleyTask, name="parley.maintenance.expire_conversations", soft_time_limit=240, time_limit=270)
 def expire_conversations() -> int:
     with session_scope() as session:
         removed = ConversationService(session).cleanup_expired_conversations()
@@ -94,7 +136,7 @@ def expire_conversations() -> int:
     return removed
 
 
-@app.task(name="parley.maintenance.sweep_outbox", soft_time_limit=240, time_limit=270)
+@app.task(base=ParleyTask, name="parley.maintenance.sweep_outbox", soft_time_limit=240, time_limit=270)
 def sweep_outbox() -> int:
     settings = get_settings()
     with session_scope() as session:
@@ -106,7 +148,7 @@ def sweep_outbox() -> int:
     return len(users)
 
 
-@app.task(name="parley.maintenance.prune_logs", soft_time_limit=240, time_limit=270)
+@app.task(base=ParleyTask, name="parley.maintenance.prune_logs", soft_time_limit=240, time_limit=270)
 def prune_logs() -> dict[str, int]:
     settings = get_settings()
     with session_scope() as session:

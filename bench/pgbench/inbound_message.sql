@@ -1,4 +1,4 @@
--- The worker's own per-message transaction (conversation/inbound.py process_event on
+-- The worker's own per-message transaction (conversation/turn.py process_event on
 -- Postgres): template revision read, dedupe insert, contact upsert (the per-user lock),
 -- locked read of the conversation, state update, outbox inserts (read receipt + reply),
 -- outcome update. One pgbench "transaction" = one inbound message.

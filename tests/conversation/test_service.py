@@ -10,7 +10,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from conversation import service as service_module
+from conversation import template_cache as cache_module
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.events import UserRef
 from conversation.models import ConversationState, TemplateRevision, WorkflowTemplate, utcnow
@@ -96,8 +96,8 @@ def test_a_write_outside_parley_is_noticed_and_only_changed_rows_are_validated_a
 ) -> None:
     assert service.template_set().keywords.search("help") == "support"
     validated: list[str] = []
-    real = service_module.to_definition
-    monkeypatch.setattr(service_module, "to_definition", lambda row: validated.append(row.template_name) or real(row))
+    real = cache_module.to_definition
+    monkeypatch.setattr(cache_module, "to_definition", lambda row: validated.append(row.template_name) or real(row))
     # An operator's hand edit, no ORM involved: the trigger still changes the revision.
     db_session.execute(text("UPDATE workflow_templates SET is_active = false WHERE template_name = 'support'"))
     assert service.template_set().keywords.search("help") is None

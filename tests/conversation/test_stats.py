@@ -21,10 +21,10 @@ from conversation import stats
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import make_engine
 from conversation.events import UserRef
-from conversation.inbound import process_event
 from conversation.models import ConversationEvent, ConversationState, Submission
 from conversation.service import ConversationService
 from conversation.state import EndReason, EngineConfig
+from conversation.turn import process_event
 from templates.loader import load_directory
 from tests.conftest import migrate
 from tests.conversation.transcript import Customer

@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import make_engine
 from conversation.events import UserRef
-from conversation.inbound import process_event
 from conversation.models import ConversationState, Order, OutboundMessage, Submission
 from conversation.service import ConversationService
 from conversation.state import EngineConfig
+from conversation.turn import process_event
 from templates.loader import load_directory
 from tests.conftest import migrate
 from tests.conversation.transcript import TRANSCRIPTS, Customer, describe, load, matches

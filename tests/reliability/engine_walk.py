@@ -55,7 +55,7 @@ class FakeActions:
 
 @dataclass
 class Walker:
-    """One customer's state across events, updated as ``conversation/inbound.py`` does."""
+    """One customer's state across events, updated as ``conversation/turn.py`` does."""
 
     templates: TemplateSet
     profile_name: str | None = "Ann"

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.events import UserRef
-from conversation.inbound import process_event
 from conversation.models import OutboundMessage, Submission
 from conversation.service import ConversationService
 from conversation.state import EngineConfig
+from conversation.turn import process_event
 from settings import DEV_ADMIN_TOKEN, SettingsError, load_settings
 from templates.loader import load_directory
 from tests.conversation.transcript import Customer

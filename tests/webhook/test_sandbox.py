@@ -265,7 +265,7 @@ def test_graph_client_talks_to_the_sandbox_over_http(client: FlaskClient) -> Non
     """What the worker sends passes the sandbox, and the sandbox's refusals classify."""
     from werkzeug.serving import make_server
 
-    from worker.graph import GraphClient, GraphError
+    from worker.graph_api import GraphClient, GraphError
 
     server = make_server("127.0.0.1", 0, client.application, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

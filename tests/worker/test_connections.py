@@ -11,12 +11,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
 
 from conversation import db
+from conversation.db import is_transient
 from conversation.models import InboundMessage
 from settings import get_settings
 from tests.conftest import ADMIN_URL, fresh_database
 from tests.e2e.stack import contact, message, webhook
 from worker.celery_app import _worker_connections
-from worker.inbound import is_transient, process_raw
+from worker.inbound import process_raw
 
 pytestmark = pytest.mark.postgres
 

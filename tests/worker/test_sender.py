@@ -20,7 +20,7 @@ from conversation import outbox
 from conversation.db import session_scope
 from conversation.models import Contact, OutboundMessage, utcnow
 from tests.support.graph_stub import GraphStub
-from worker.graph import GraphClient
+from worker.graph_api import GraphClient
 from worker.sender import drain
 
 pytestmark = pytest.mark.postgres

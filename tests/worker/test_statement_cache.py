@@ -21,7 +21,7 @@ from settings import get_settings
 from tests.conftest import engine_with_shipped_flows
 from tests.e2e.stack import contact, message, webhook
 from tests.support.graph_stub import start_stub
-from worker.graph import GraphClient
+from worker.graph_api import GraphClient
 from worker.inbound import process_raw
 from worker.sender import drain
 

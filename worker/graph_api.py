@@ -2,8 +2,8 @@
 
 No Celery and no database here: the sender decides what a :class:`GraphError`'s
 ``disposition`` means for an outbox row. Classification follows the Cloud API error
-codes (facts section 7), never the human-readable title, and falls back on the HTTP
-status only when the answer carries no code.
+codes, never the human-readable title (Meta rewords titles; codes are the documented
+contract), and falls back on the HTTP status only when the answer carries no code.
 
 One :class:`GraphClient` is shared by every thread of a process: it holds one
 ``requests.Session`` whose state is fixed at construction (cookies refused, the token
@@ -27,6 +27,8 @@ from requests.auth import AuthBase
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from conversation.logs import mask_identity
+
 if TYPE_CHECKING:
     from settings import Settings
 
@@ -34,7 +36,9 @@ log = logging.getLogger(__name__)
 
 Disposition = Literal["retry", "pair_limit", "auth", "permanent", "unknown_outcome"]
 
-# Facts section 7. Anything not listed is judged by its HTTP status (see classify).
+# Meta's documented error codes, by what retrying them can achieve: throttling and
+# outages pass, a bad request or a closed 24 h window never will. Anything not listed is
+# judged by its HTTP status (see classify).
 RETRY_CODES = frozenset({130429, 131000, 1, 2, 4, 80007, 131016, 133004, 131057})
 PAIR_LIMIT_CODES = frozenset({131056})
 AUTH_CODES = frozenset({190, 0})
@@ -44,24 +48,18 @@ PERMANENT_CODES = frozenset(
     | set(range(132000, 132017))
     | set(range(200, 300))
 )
-# 131057: the number is in maintenance mode, which lasts about a minute (facts 8).
+# 131057: the business number is in maintenance mode, which Meta says lasts about a minute.
 MAINTENANCE_CODE = 131057
 MAINTENANCE_SECONDS = 60.0
 
 RETRY_BASE_SECONDS = 1.0
 RETRY_CAP_SECONDS = 300.0
-# Pair rate limit: retry after 4**X seconds (facts 8). Capped like other retries: 5 min
+# Pair rate limit (one business number to one customer): Meta asks for a wait of 4**X
+# seconds after the X-th hit. Capped like other retries: 5 min
 # is already more than the ~2 min a burst of 20 costs, longer would only strand the user.
 PAIR_LIMIT_CAP_SECONDS = 300.0
 
 _LONG_DIGITS = re.compile(r"\+?\d{7,}")
-
-
-def mask(value: str | None) -> str:
-    """A recipient fit for logs: only the last 4 characters survive."""
-    if not value:
-        return "?"
-    return "…" + value[-4:] if len(value) > 4 else "…"
 
 
 def classify(code: int | None, http_status: int | None) -> Disposition:
@@ -90,7 +88,7 @@ class GraphError(Exception):
     ``disposition``: ``retry`` (transient, back off), ``pair_limit`` (back off for this
     user only), ``auth`` (token broken: alert, do not burn retries), ``permanent`` (this
     message will never go), ``unknown_outcome`` (sent but unanswered: Graph may have
-    accepted it). Texts are scrubbed: no token, recipients masked to their last 4 chars.
+    accepted it). Texts are scrubbed: no token, recipients masked as in logs (``conversation.logs.mask_identity``).
     """
 
     def __init__(
@@ -263,7 +261,7 @@ class GraphClient:
         A message that cannot be addressed (no phone, no BSUID, bad content) is a
         ``permanent`` GraphError, so the caller has one failure path to handle.
         """
-        who = mask(to_phone or to_user_id)
+        who = mask_identity(to_phone or to_user_id)
         try:
             body = build_body(to_phone, to_user_id, content)
         except ValueError as exc:
@@ -361,9 +359,9 @@ class GraphClient:
 
     def _scrub(self, text: str, secrets: list[str]) -> str:
         """Drop the token, mask recipients and anything that looks like a phone number."""
-        text = _LONG_DIGITS.sub(lambda m: mask(m.group()), text.replace(self._token, "***"))
+        text = _LONG_DIGITS.sub(lambda m: mask_identity(m.group()), text.replace(self._token, "***"))
         for secret in secrets:
-            text = text.replace(secret, mask(secret))
+            text = text.replace(secret, mask_identity(secret))
         return text
 
     @staticmethod

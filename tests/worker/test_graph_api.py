@@ -21,7 +21,7 @@ import pytest
 
 from settings import load_settings
 from tests.support.graph_stub import GraphStub, StubControl, start_stub
-from worker.graph import (
+from worker.graph_api import (
     PAIR_LIMIT_CAP_SECONDS,
     RETRY_CAP_SECONDS,
     GraphClient,
@@ -221,8 +221,8 @@ def test_token_and_number_never_leak(stub: GraphStub, client: GraphClient, caplo
         for text in (str(error), repr(error), error.title, error.details):
             assert TOKEN not in text
             assert "15550002222" not in text
-        assert error.recipient == "…2222"
-    assert "…2222" in str(errors[0])
+        assert error.recipient == "***2222"
+    assert "***2222" in str(errors[0])
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "graph send failed" in logged
     assert TOKEN not in logged and "15550002222" not in logged
@@ -230,7 +230,7 @@ def test_token_and_number_never_leak(stub: GraphStub, client: GraphClient, caplo
 
 
 def test_graph_error_survives_pickling() -> None:
-    error = GraphError("pair_limit", 131056, 400, "(#131056) Pair rate limit hit", "", "…2222")
+    error = GraphError("pair_limit", 131056, 400, "(#131056) Pair rate limit hit", "", "***2222")
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.disposition, copy.code, str(copy)) == ("pair_limit", 131056, str(error))
 
