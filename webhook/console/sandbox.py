@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from conversation.db import session_scope
 from conversation.models import InboundMessage, SandboxMessage
 from settings import Settings, get_settings
+from webhook import sandbox_enabled
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -296,12 +297,6 @@ def page() -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Register the sandbox only when no Meta token is configured, and never in production.
-
-    With a real token the worker talks to Meta; a sandbox endpoint left open would then
-    only be a place to record fake traffic with a guessable development token.
-    """
-    settings = app.config.get("PARLEY_SETTINGS") or get_settings()
-    if settings.production or not settings.sandbox:
-        return
-    app.register_blueprint(bp)
+    """Register the sandbox when ``webhook.sandbox_enabled`` says so (no Meta token, not production)."""
+    if sandbox_enabled(app.config.get("PARLEY_SETTINGS") or get_settings()):
+        app.register_blueprint(bp)
