@@ -1,7 +1,7 @@
 """OpenAPI 3.1 description of ``/admin/api`` (served at ``/admin/api/openapi.json``).
 
 The flow's schema comes from the pydantic model the loader validates with, so the
-description cannot drift from what the API accepts; tests/webhook/test_openapi.py checks
+description cannot drift from what the API accepts; tests/webhook/console/test_openapi.py checks
 that every admin route is described and that real answers match their schemas.
 """
 

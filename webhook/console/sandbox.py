@@ -1,8 +1,8 @@
 """The sandbox Graph API: where replies go when no Meta access token is configured.
 
 It speaks Graph's request and response shapes for the messages endpoint, enforces the
-WhatsApp limits (facts section 6) so a message Meta would refuse is refused here first,
-and records every accepted message as a :class:`SandboxMessage` so a newcomer can read
+WhatsApp limits (lengths and counts of texts, buttons, rows) so a message Meta would
+refuse is refused here first, and records every accepted message as a :class:`SandboxMessage` so a newcomer can read
 the bot's replies (``GET /sandbox``) and tests can poll them (``GET /sandbox/messages``).
 Never registered in production.
 """
@@ -28,7 +28,7 @@ PHONE = re.compile(r"^\+?\d{5,15}$")
 BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
 TEXT_BODY_MAX = 4096
 # Meta's current list page allows 4096, the legacy reference 1024 for every interactive
-# body (facts 6): the sandbox holds to 1024 so nothing it accepts is refused by Meta.
+# body: the sandbox holds to 1024 so nothing it accepts is refused by Meta.
 INTERACTIVE_BODY_MAX = 1024
 HEADER_MAX = FOOTER_MAX = 60
 BUTTONS_MAX, BUTTON_TITLE_MAX, BUTTON_ID_MAX = 3, 20, 256
