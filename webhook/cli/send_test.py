@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 import requests
 from flask import current_app
+from flask.cli import with_appcontext
 
 from webhook.console.webhooks import DEFAULT_PHONE_NUMBER_ID, inbound_webhook, post_webhook
 
 
 @click.command("send-test")
+@with_appcontext
 @click.argument("text")
 @click.option("--user", default="15550001111", show_default=True, help="Phone digits, or a BSUID like US.123.")
 @click.option("--phone-number-id", default=DEFAULT_PHONE_NUMBER_ID, show_default=True, help="The business number id.")

@@ -2,8 +2,9 @@
 
 It speaks Graph's request and response shapes for the messages endpoint, enforces the
 WhatsApp limits (lengths and counts of texts, buttons, rows) so a message Meta would
-refuse is refused here first, and records every accepted message as a :class:`SandboxMessage` so a newcomer can read
-the bot's replies (``GET /sandbox``) and tests can poll them (``GET /sandbox/messages``).
+refuse is refused here first, and records every accepted message as a
+:class:`SandboxMessage` so a newcomer can read the bot's replies (``GET /sandbox``) and
+tests can poll them (``GET /sandbox/messages``).
 Never registered in production.
 """
 
