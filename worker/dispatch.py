@@ -25,10 +25,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from kombu import Connection, Producer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ def publisher() -> Publisher:
     return current[2]
 
 
-def _is_redis(app: Any) -> bool:
+def _is_redis(app: Celery) -> bool:
     conn = app.connection_for_write()  # not connected: only the transport is looked at
     try:
         return conn.transport.driver_type == "redis"
@@ -89,7 +93,7 @@ def _is_redis(app: Any) -> bool:
 class Publisher:
     """Sends :data:`PROCESS_PAYLOAD` messages on the Celery app ``app``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Celery) -> None:
         self.app = app
 
     def publish(self, raw_body: str) -> None:
@@ -98,7 +102,7 @@ class Publisher:
     def close(self) -> None:
         """Release what this publisher holds (it is being replaced)."""
 
-    def send(self, raw_body: str, producer: Any = None) -> None:
+    def send(self, raw_body: str, producer: Producer | None = None) -> None:
         # No kombu retry: the caller answers 503 at once and Meta retries. ignore_result as
         # the task has it by default (there is no result backend).
         self.app.send_task(
@@ -120,10 +124,10 @@ class CeleryPublisher(Publisher):
 class RedisPublisher(Publisher):
     """Kept Redis connections with short timeouts, one per request publishing at once."""
 
-    def __init__(self, app: Any, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
+    def __init__(self, app: Celery, timeout: float = PUBLISH_TIMEOUT_SECONDS) -> None:
         super().__init__(app)
         self.timeout = timeout
-        self._idle: list[tuple[Any, Any]] = []  # (connection, producer), most recently used last
+        self._idle: list[tuple[Connection, Producer]] = []  # most recently used last
         self._idle_lock = threading.Lock()
         self.opened = 0  # connections opened so far (tests check they are kept, not per call)
 
@@ -138,11 +142,11 @@ class RedisPublisher(Publisher):
         with self._idle_lock:
             self._idle.append((connection, producer))
 
-    def _take(self) -> tuple[Any, Any] | None:
+    def _take(self) -> tuple[Connection, Producer] | None:
         with self._idle_lock:
             return self._idle.pop() if self._idle else None
 
-    def _open(self) -> tuple[Any, Any]:
+    def _open(self) -> tuple[Connection, Producer]:
         options = dict(self.app.conf.broker_transport_options or {})
         options.update(socket_connect_timeout=self.timeout, socket_timeout=self.timeout)
         connection = self.app.connection_for_write(transport_options=options)
@@ -163,7 +167,7 @@ class RedisPublisher(Publisher):
             _release(connection)
 
 
-def _release(connection: Any) -> None:
+def _release(connection: Connection) -> None:
     try:
         connection.release()
     except Exception as exc:  # closing a broken socket may fail too; it is dropped either way
