@@ -222,8 +222,9 @@ def load_file(path: Path) -> tuple[TemplateDef | None, list[LintError]]:
     return definition, errors
 
 
-def _raw_target_errors(data: Any, file: str, names: set[str]) -> list[LintError]:
-    """Bad targets in a template that failed the schema, so one run reports them too."""
+def raw_target_errors(data: Any, file: str, names: set[str]) -> list[LintError]:
+    """Bad ``next_step(s)`` targets in raw flow ``data`` that failed the schema, so one run
+    reports them too (the loader and the admin API both do). ``names``: the known templates."""
     if not isinstance(data, dict) or not isinstance(data.get("menu_structure"), dict):
         return []
     steps = data["menu_structure"].get("steps")
@@ -289,7 +290,7 @@ def load_directory(
         result.sources.pop(name, None)
     broken = set(seen) - set(result.templates)
     for data, file_name in failed:
-        result.errors.extend(_raw_target_errors(data, file_name, set(seen)))
+        result.errors.extend(raw_target_errors(data, file_name, set(seen)))
     graph_errors = lint.lint_definitions(
         result.templates,
         {n: str(p) for n, p in result.sources.items()},

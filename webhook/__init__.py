@@ -2,12 +2,19 @@
 
 Importing this package has no side effects: settings are read, and the Celery app is
 built, only when ``create_app()`` runs.
+
+What ``create_app`` registers, and when:
+
+- always: ``/webhook`` (receiver.py), ``/healthz`` and ``/readyz`` (health.py),
+  ``/metrics`` (metrics.py), and the CLI commands (webhook/cli/, loaded only when the
+  ``flask`` command looks one up);
+- the console (webhook/console/), each part only when its rule below says so, and only
+  then imported: a receiver in production without ``PARLEY_ADMIN_TOKEN`` loads none of
+  it, nor the domain it reads.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,18 +24,30 @@ from gunicorn.errors import AppImportError
 
 import settings as settings_module
 from conversation.logs import configure_logging
-
-# Blueprints and CLI groups owned by other parts; each module exposes ``init_app(app)``.
-OPTIONAL_EXTENSIONS = (
-    "webhook.cli",
-    "webhook.sandbox",
-    "webhook.admin",
-    "webhook.simulator",
-    "webhook.chat",
-    "webhook.metrics",
-)
+from settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def admin_enabled(settings: Settings) -> bool:
+    """The admin API needs a token; production has no default one."""
+    return bool(settings.admin_token)
+
+
+def sandbox_enabled(settings: Settings) -> bool:
+    """The sandbox Graph API: only while no Meta token is configured, never in production.
+
+    With a real token the worker talks to Meta; a sandbox endpoint left open would then
+    only be a place to record fake traffic with a guessable development token.
+    """
+    return settings.sandbox and not settings.production
+
+
+def simulator_enabled(settings: Settings) -> bool:
+    """``PARLEY_SIMULATOR`` when set; else on with the sandbox outside production."""
+    if settings.simulator is not None:
+        return settings.simulator
+    return settings.sandbox and not settings.production
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -53,13 +72,35 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     configure_logging(settings)
 
+    from webhook import metrics
+    from webhook.cli import Commands
     from webhook.health import bp as health_bp
     from webhook.receiver import bp as receiver_bp
 
+    app.cli = Commands(name=app.name)
     app.register_blueprint(receiver_bp)
     app.register_blueprint(health_bp)
-    _register_extensions(app)
+    _register_console(app, settings)
+    metrics.init_app(app)
     return app
+
+
+def _register_console(app: Flask, settings: Settings) -> None:
+    """Each console part is imported only when it is on (see the rules above)."""
+    if sandbox_enabled(settings):
+        from webhook.console import sandbox
+
+        sandbox.init_app(app)
+    if admin_enabled(settings):
+        from webhook.console import admin
+
+        admin.init_app(app)
+    else:
+        log.warning("admin API disabled: PARLEY_ADMIN_TOKEN is not set")
+    if simulator_enabled(settings):
+        from webhook.console import simulator
+
+        simulator.init_app(app)
 
 
 class StartRefused(settings_module.SettingsError, AppImportError):
@@ -72,10 +113,3 @@ def _settings_or_refuse() -> settings_module.Settings:
         return settings_module.get_settings()
     except settings_module.SettingsError as exc:
         raise StartRefused(" ".join(str(exc).split())) from None
-
-
-def _register_extensions(app: Flask) -> None:
-    """Other parts plug in here (CLI commands, the sandbox); each is optional."""
-    for name in OPTIONAL_EXTENSIONS:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).init_app(app)

@@ -5,9 +5,8 @@ What it adds to the plain ``gunicorn "webhook:create_app()"`` (which keeps worki
 - The recommended server settings: threaded workers (``gthread``, 8 threads each), one
   process per CPU (at least 2; ``WEB_CONCURRENCY`` or ``--workers`` override it). A
   webhook request spends most of its time waiting for Redis to confirm the message, so a
-  thread, not a whole process, waits; the threads of a process share one publisher that
-  pushes their messages to Redis together (worker/dispatch.py). Measured against sync
-  workers in bench/receiver.py.
+  thread, not a whole process, waits; the threads of a process share its kept broker
+  connections (worker/dispatch.py). Measured against sync workers in bench/receiver.py.
 - Prometheus multiprocess mode: the master points ``PROMETHEUS_MULTIPROC_DIR`` at
   ``{PARLEY_METRICS_DIR}/web`` (emptied when it starts) before forking, so ``/metrics``
   sums every worker; a dead worker's live gauges are dropped (``child_exit``).

@@ -113,7 +113,7 @@ def _observe(response: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``/metrics`` and time ``/webhook`` POSTs (an OPTIONAL_EXTENSIONS hook)."""
+    """Serve ``/metrics`` and time ``/webhook`` POSTs."""
     app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view, methods=["GET"])
     app.before_request(_start_timer)
     app.after_request(_observe)

@@ -10,7 +10,7 @@ none), with the queue depth read from Redis on each scrape.
 ``prometheus_client`` picks single- or multi-process mode when it is first imported, and
 children inherit the parent's modules. So nothing here imports it at module level: the
 metrics are built on first use (``_metrics()``), after the directory is set. The receiver
-imports this module too (through ``worker.tasks``) and never touches them.
+imports this module too (through ``worker.celery_app``) and never touches them.
 
 Names and meanings: docs/METRICS.md.
 """
@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +41,6 @@ from celery.signals import (
 )
 
 from conversation.logs import clear_context
-from conversation.models import utcnow
 from settings import get_settings
 
 if TYPE_CHECKING:
@@ -149,7 +148,7 @@ def message_handled(message_type: str, outcome: str, sent_at: datetime | None) -
     m.inbound_items.labels(_type(message_type), "handled").inc()
     m.engine_outcomes.labels(outcome).inc()
     if sent_at is not None:
-        m.inbound_lag.observe(max((utcnow() - sent_at).total_seconds(), 0.0))
+        m.inbound_lag.observe(max((datetime.now(UTC) - sent_at).total_seconds(), 0.0))
 
 
 def count_engine_outcome(outcome: str, n: int = 1) -> None:
@@ -166,7 +165,7 @@ def send_accepted(kind: str, created_at: datetime | None) -> None:
     m = _metrics()
     m.sends.labels(kind, "accepted", "", "").inc()
     if kind == "message" and created_at is not None:
-        m.reply_seconds.observe(max((utcnow() - created_at).total_seconds(), 0.0))
+        m.reply_seconds.observe(max((datetime.now(UTC) - created_at).total_seconds(), 0.0))
 
 
 def send_refused(kind: str, final: bool, code: int | None, disposition: str) -> None:

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from conversation import db
 from conversation.models import Base, InboundMessage
 from settings import load_settings
-from webhook import sandbox
+from webhook.console import sandbox
 
 TOKEN = "sandbox-test-token"
 URL = "/sandbox/graph/v25.0/100000000000001/messages"

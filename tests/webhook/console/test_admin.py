@@ -31,7 +31,7 @@ from templates.loader import load_directory
 from tests.conversation.transcript import Customer
 from webhook import create_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 API = "/admin/api"

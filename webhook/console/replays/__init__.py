@@ -3,7 +3,7 @@
 A recording is a JSON list of webhook bodies in Meta's shape, or an object
 ``{"description": ..., "payloads": [...]}``. The same body twice is a duplicate
 delivery; statuses may come in any order, and one body may batch several users.
-Pure functions only: posting and waiting live in ``webhook/simulator.py``.
+Pure functions only: posting and waiting live in ``webhook/console/simulator.py``.
 """
 
 from __future__ import annotations

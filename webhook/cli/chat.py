@@ -18,11 +18,11 @@ from typing import Any, Protocol
 
 import click
 import requests
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import with_appcontext
 
 from settings import Settings
-from webhook.simulator import BSUID, Tap, inbound_webhook, new_wamid, normalize_user, post_webhook
+from webhook.console.webhooks import BSUID, Tap, inbound_webhook, new_wamid, normalize_user, post_webhook
 
 QUIET_SECONDS = 0.5  # replies of one step arrive together; this long without one ends the turn
 
@@ -188,7 +188,3 @@ def chat(user: str | None, name: str, in_process: bool, url: str | None, timeout
     how = "in-process engine" if in_process else "receiver → queue → worker → sandbox"
     click.echo(f"chatting as {name} ({who}) through the {how}; /quit to end")
     converse(transport)
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(chat)

@@ -17,8 +17,8 @@ from schemathesis.specs.openapi import checks
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from tests.webhook.test_admin import API, AUTH, PHONE, flow, make_app, seed
-from webhook.openapi import SPEC
+from tests.webhook.console.test_admin import API, AUTH, PHONE, flow, make_app, seed
+from webhook.console.openapi import SPEC
 
 pytestmark = pytest.mark.postgres
 SPEC_URI = "urn:parley:admin-openapi"

@@ -1,7 +1,7 @@
 """OpenAPI 3.1 description of ``/admin/api`` (served at ``/admin/api/openapi.json``).
 
 The flow's schema comes from the pydantic model the loader validates with, so the
-description cannot drift from what the API accepts; tests/webhook/test_openapi.py checks
+description cannot drift from what the API accepts; tests/webhook/console/test_openapi.py checks
 that every admin route is described and that real answers match their schemas.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversation.state import EndReason as ENDINGS
+from conversation.state import EndReason
 from templates.schema import TemplateDef
 
 REF = "#/components/schemas/{model}"
@@ -32,7 +32,7 @@ STR = {"type": "string"}
 INT = {"type": "integer"}
 TIME = {"type": "string", "format": "date-time"}
 _count = {"type": "integer", "minimum": 0}
-_endings = {reason: _count for reason in ENDINGS}
+_endings = {reason: _count for reason in EndReason}
 
 _flow = TemplateDef.model_json_schema(ref_template=REF)
 _flow_defs = _flow.pop("$defs")
@@ -104,9 +104,9 @@ SCHEMAS: dict[str, Any] = {
         created_at=TIME,
         updated_at=_nullable("string", format="date-time"),
     ),
-    "FunnelStep": _obj(["step", "reached", *ENDINGS], step=STR, reached=_count, **_endings),
+    "FunnelStep": _obj(["step", "reached", *EndReason], step=STR, reached=_count, **_endings),
     "Funnel": _obj(
-        ["template", "started", *ENDINGS, "steps"],
+        ["template", "started", *EndReason, "steps"],
         template=STR,
         started={**_count, "description": "runs that reached initial"},
         **_endings,

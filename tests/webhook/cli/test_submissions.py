@@ -9,8 +9,8 @@ import pytest
 from flask.testing import FlaskCliRunner
 from sqlalchemy.orm import Session
 
-from tests.webhook.test_admin import make_app, scope_of, seed
-from webhook import cli
+from tests.webhook.console.test_admin import make_app, scope_of, seed
+from webhook.cli import submissions
 
 pytestmark = pytest.mark.postgres
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def runner(db_session: Session, monkeypatch: pytest.MonkeyPatch) -> FlaskCliRunner:
     seed(db_session)
-    monkeypatch.setattr(cli, "session_scope", scope_of(db_session))
+    monkeypatch.setattr(submissions, "session_scope", scope_of(db_session))
     return make_app(db_session).test_cli_runner()
 
 

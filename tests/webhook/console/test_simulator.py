@@ -1,4 +1,4 @@
-"""The simulator's JSON API (``webhook/simulator.py``) on real Postgres, without the stack.
+"""The simulator's JSON API (``webhook/console/simulator.py``) on real Postgres, without the stack.
 
 Its own migrated database (the API reads what workers commit, so the rolled-back
 ``db_session`` cannot serve), and a real loopback HTTP server standing in for the
@@ -29,9 +29,10 @@ from conversation import db
 from conversation.models import ConversationState, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 from conversation.payload import parse_payload
 from settings import ROOT, Settings, SettingsError, load_settings
-from templates import diagrams as graph
+from templates import diagrams
 from tests.conftest import engine_with_shipped_flows, service_missing
-from webhook import simulator
+from webhook import simulator_enabled
+from webhook.console import simulator
 from webhook.signature import verify
 
 SECRET = "simulator-test-secret"
@@ -105,7 +106,7 @@ def app_for(settings: Settings) -> Flask:
 @pytest.fixture
 def client(store: None, receiver: Receiver) -> FlaskClient:
     settings = make_settings(receiver.url)
-    assert settings.sandbox and simulator.enabled(settings)
+    assert settings.sandbox and simulator_enabled(settings)
     return app_for(settings).test_client()
 
 
@@ -146,7 +147,7 @@ def test_on_with_the_sandbox_off_in_production_unless_asked_for() -> None:
     assert app_for(make_settings(PARLEY_SIMULATOR="false")).test_client().get("/simulator/").status_code == 404
     assert app_for(load_settings(PRODUCTION)).test_client().get("/simulator/").status_code == 404
     # With a real Meta token outside production it is off too: replies would go to Meta.
-    assert not simulator.enabled(make_settings(WHATSAPP_ACCESS_TOKEN="real"))
+    assert not simulator_enabled(make_settings(WHATSAPP_ACCESS_TOKEN="real"))
 
 
 def test_asked_for_in_production_every_api_call_needs_the_admin_token(store: None) -> None:
@@ -319,7 +320,7 @@ def test_history_interleaves_the_inbound_log_and_the_replies(client: FlaskClient
 
 
 def test_diagram_is_svg_with_the_step_highlighted(client: FlaskClient) -> None:
-    if graph.shutil.which("dot") is None:
+    if diagrams.shutil.which("dot") is None:
         service_missing("Graphviz dot (apt-get install graphviz)", FileNotFoundError("dot"))
     answer = client.get("/simulator/api/diagram/new_order?highlight=confirmation")
     assert answer.status_code == 200 and answer.mimetype == "image/svg+xml"
@@ -332,7 +333,7 @@ def test_diagram_is_svg_with_the_step_highlighted(client: FlaskClient) -> None:
 def test_without_dot_the_diagram_answer_carries_the_mermaid_text(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(graph.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(diagrams.shutil, "which", lambda _name: None)
     answer = client.get("/simulator/api/diagram/support?highlight=email")  # not rendered (cached) elsewhere
     assert answer.status_code == 503
     assert "apt-get install graphviz" in answer.json["error"]
@@ -357,7 +358,7 @@ def test_replay_posts_every_body_in_order_duplicates_included(
     assert body["complete"] is True and body["users"] == ["15550100101"]
     assert [r["webhook_status"] for r in body["results"]] == [200] * 7
     assert [r["handled"] for r in body["results"] if "handled" in r] == [False] * 6  # no worker here
-    recorded = json.loads((ROOT / "webhook/replays/coffee_order.json").read_text())["payloads"]
+    recorded = json.loads((ROOT / "webhook/console/replays/coffee_order.json").read_text())["payloads"]
     sent = receiver.bodies()
     assert all(verify(raw, sig, SECRET) for raw, sig in receiver.posts)
     assert len(sent) == len(recorded)
@@ -370,7 +371,7 @@ def test_replay_posts_every_body_in_order_duplicates_included(
 
 
 def test_replay_of_an_upload_as_recorded(client: FlaskClient, receiver: Receiver, quick_replay: None) -> None:
-    recorded = json.loads((ROOT / "webhook/replays/batch_two_users.json").read_text())["payloads"]
+    recorded = json.loads((ROOT / "webhook/console/replays/batch_two_users.json").read_text())["payloads"]
     upload = {"file": (io.BytesIO(json.dumps(recorded).encode()), "rec.json"), "fresh": "false"}
     answer = client.post("/simulator/api/replay", data=upload, content_type="multipart/form-data")
     assert answer.status_code == 200

@@ -1,4 +1,4 @@
-// parley simulator: a WhatsApp-like chat over the real pipeline (see webhook/simulator.py).
+// parley simulator: a WhatsApp-like chat over the real pipeline (see webhook/console/simulator.py).
 // Plain JS, no build step, nothing loaded from elsewhere.
 "use strict";
 

@@ -1,9 +1,10 @@
 """The sandbox Graph API: where replies go when no Meta access token is configured.
 
 It speaks Graph's request and response shapes for the messages endpoint, enforces the
-WhatsApp limits (facts section 6) so a message Meta would refuse is refused here first,
-and records every accepted message as a :class:`SandboxMessage` so a newcomer can read
-the bot's replies (``GET /sandbox``) and tests can poll them (``GET /sandbox/messages``).
+WhatsApp limits (lengths and counts of texts, buttons, rows) so a message Meta would
+refuse is refused here first, and records every accepted message as a
+:class:`SandboxMessage` so a newcomer can read the bot's replies (``GET /sandbox``) and
+tests can poll them (``GET /sandbox/messages``).
 Never registered in production.
 """
 
@@ -20,6 +21,7 @@ from sqlalchemy import or_, select
 from conversation.db import session_scope
 from conversation.models import InboundMessage, SandboxMessage
 from settings import Settings, get_settings
+from webhook import sandbox_enabled
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -27,7 +29,7 @@ PHONE = re.compile(r"^\+?\d{5,15}$")
 BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
 TEXT_BODY_MAX = 4096
 # Meta's current list page allows 4096, the legacy reference 1024 for every interactive
-# body (facts 6): the sandbox holds to 1024 so nothing it accepts is refused by Meta.
+# body: the sandbox holds to 1024 so nothing it accepts is refused by Meta.
 INTERACTIVE_BODY_MAX = 1024
 HEADER_MAX = FOOTER_MAX = 60
 BUTTONS_MAX, BUTTON_TITLE_MAX, BUTTON_ID_MAX = 3, 20, 256
@@ -296,12 +298,6 @@ def page() -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Register the sandbox only when no Meta token is configured, and never in production.
-
-    With a real token the worker talks to Meta; a sandbox endpoint left open would then
-    only be a place to record fake traffic with a guessable development token.
-    """
-    settings = app.config.get("PARLEY_SETTINGS") or get_settings()
-    if settings.production or not settings.sandbox:
-        return
-    app.register_blueprint(bp)
+    """Register the sandbox when ``webhook.sandbox_enabled`` says so (no Meta token, not production)."""
+    if sandbox_enabled(app.config.get("PARLEY_SETTINGS") or get_settings()):
+        app.register_blueprint(bp)

@@ -19,9 +19,9 @@ from conversation.models import ConversationState, OutboundMessage
 from settings import load_settings
 from tests.conftest import engine_with_shipped_flows
 from tests.e2e.stack import APP_SECRET, Stack
-from tests.webhook.test_simulator_browser import sandbox_stack
+from tests.webhook.console.test_simulator_browser import sandbox_stack
 from webhook import create_app
-from webhook.chat import render
+from webhook.cli.chat import render
 
 COFFEE = "hi\n1\n1\n2\n1\n"  # New Order, Coffee, quantity 2 (typed), Confirm
 ORDER = re.compile(r"Order placed! Your order number is ORD-\d{6}\.")
