@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 from templates import lint as graph
 from templates import schema
 from templates.lint import ALIAS_SUFFIX, LintError
+from templates.message_templates import CATALOGUE_FILE
 from templates.schema import NAME_PATTERN, TemplateDef
 
 # Tags pydantic puts in a location for the branch of a union it tried.
@@ -265,7 +266,10 @@ def load_directory(
 ) -> LoadResult:
     """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together."""
     result = LoadResult()
-    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    # The message template catalogue shares the directory but is no flow (message_templates.py).
+    files = sorted(
+        p for p in Path(path).iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file() and p.name != CATALOGUE_FILE
+    )
     failed: list[tuple[Any, str]] = []
     seen: dict[str, Path] = {}
     duplicates: set[str] = set()
