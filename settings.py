@@ -67,6 +67,10 @@ ENV_VARS: tuple[str, ...] = (
     "PARLEY_WORKER_METRICS_PORT",
     "PARLEY_WORKER_METRICS_ADDR",
     "PARLEY_SIMULATOR",
+    # Business-initiated messages
+    "PARLEY_OPT_OUT_WORDS",
+    "PARLEY_OPT_IN_WORDS",
+    "WHATSAPP_PHONE_NUMBER_ID",
 )
 
 
@@ -155,6 +159,12 @@ class Settings:
     unset: tuple[str, ...] = field(default=())
     # PARLEY_SIMULATOR: None (unset) means on with the sandbox outside production.
     simulator: bool | None = None
+    # Business-initiated messages: exact words that opt a customer out of / back into
+    # notifications, and the business number a notification leaves from when the customer
+    # never wrote to one (None: such a notification is refused with 422).
+    opt_out_words: tuple[str, ...] = ("stop", "unsubscribe")
+    opt_in_words: tuple[str, ...] = ("subscribe",)
+    phone_number_id: str | None = None
 
     @property
     def production(self) -> bool:
@@ -243,6 +253,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_addr=(env.get("PARLEY_WORKER_METRICS_ADDR") or "127.0.0.1").strip(),
         unset=unset,
         simulator=simulator,
+        opt_out_words=_words(env.get("PARLEY_OPT_OUT_WORDS"), ("stop", "unsubscribe")),
+        opt_in_words=_words(env.get("PARLEY_OPT_IN_WORDS"), ("subscribe",)),
+        phone_number_id=(env.get("WHATSAPP_PHONE_NUMBER_ID") or "").strip() or None,
     )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -136,6 +137,8 @@ class Contact(Base):
     sender_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     send_not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pair_limit_hits: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by an opt-out word, cleared by an opt-in word (conversation/consent.py).
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class InboundMessage(Base):
@@ -164,6 +167,14 @@ class OutboundMessage(Base):
     __table_args__ = (
         Index("ix_outbound_messages_user_key_status", "user_key", "status"),
         Index("ix_outbound_messages_status_updated_at", "status", "updated_at"),
+        # Only notifications carry a key: replies, most rows, stay out of the index.
+        Index(
+            "ix_outbound_messages_idempotency_key",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -186,6 +197,10 @@ class OutboundMessage(Base):
     status_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    # reply (to the customer's own message) | notification (the business wrote first)
+    origin: Mapped[str] = mapped_column(String(16), default="reply", server_default="reply")
+    # A notification's key: the same key again names this row instead of queuing another.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class Submission(Base):
@@ -253,3 +268,17 @@ class SandboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(16))  # message | mark_read
     body: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --- Business-initiated messages --------------------------------------------------------
+
+
+class CustomerWindow(Base):
+    """When a customer last wrote to one business number: their 24-hour customer service
+    window with it (``conversation/window.py``). One row per customer and number."""
+
+    __tablename__ = "customer_windows"
+
+    user_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    phone_number_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_inbound_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -19,12 +19,13 @@ from pydantic_core import ErrorDetails
 
 from templates import lint, schema
 from templates.lint import LintError
+from templates.message_templates import CATALOGUE_FILE
 from templates.schema import ALIAS_SUFFIX, NAME_PATTERN, TemplateDef
 
 # Tags pydantic puts in a location for the branch of a union it tried.
 _MESSAGE_TAGS = {"button", "list", "text"}
 _ACTION_TAGS = {"str", "constrained-str", "HttpAction"}
-# What each WhatsApp limit (cloud-api-facts.md section 6) applies to, by the end of the field path.
+# What each WhatsApp limit (Meta's documented maximum lengths) applies to, by the end of the field path.
 _TEXT_LIMITS = {
     ("reply", "title"): "a reply button title",
     ("reply", "id"): "a reply button id",
@@ -265,7 +266,10 @@ def load_directory(
 ) -> LoadResult:
     """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together."""
     result = LoadResult()
-    files = sorted(p for p in Path(path).iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file())
+    # The message template catalogue shares the directory but is no flow (message_templates.py).
+    files = sorted(
+        p for p in Path(path).iterdir() if p.suffix in {".yaml", ".yml"} and p.is_file() and p.name != CATALOGUE_FILE
+    )
     failed: list[tuple[Any, str]] = []
     seen: dict[str, Path] = {}
     duplicates: set[str] = set()

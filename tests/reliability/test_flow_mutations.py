@@ -27,11 +27,16 @@ from conversation.content import interactive, step_messages
 from conversation.state import TemplateSet
 from conversation.validation import EXPECTED
 from templates.loader import load_directory
+from templates.message_templates import CATALOGUE_FILE
 from tests.reliability.engine_walk import CONFIG, QUIET_OUTCOMES, Walker
 from tests.reliability.meta_limits import violations
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted((ROOT / "templates").glob("*.yaml"))}
+SHIPPED = {
+    p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
+    for p in sorted((ROOT / "templates").glob("*.yaml"))
+    if p.name != CATALOGUE_FILE  # message templates, not a flow
+}
 STEP_NAMES = sorted({s for d in SHIPPED.values() for s in d["menu_structure"]["steps"]})
 TARGETS = [*STEP_NAMES, *SHIPPED, *(f"{n}_flow" for n in SHIPPED), "nowhere", "", "Initial"]
 JUNK_TEXT = [

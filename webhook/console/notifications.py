@@ -1,0 +1,179 @@
+"""Admin API of business-initiated messages, under ``/admin/api`` with the admin bearer token.
+
+- ``POST /notifications``: queue a template, or a text inside the 24-hour window (DESIGN.md);
+- ``GET /notifications/ID``: its delivery status;
+- ``POST /orders/ORDER_ID/ready``: the café's ``order_ready`` notice to whoever ordered;
+- ``GET /contacts/USER``: the customer's windows per business number and opt-out.
+
+Views are thin: one session per request, the domain (``conversation/notifications.py``)
+decides; the customer is handed to a sender only after the commit. Tests may set
+``app.config["SESSION_SCOPE"]`` (as for the admin API) and ``app.config["HAND_OFF"]``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from conversation import window
+from conversation.db import session_scope
+from conversation.models import Contact, utcnow
+from conversation.notifications import (
+    Created,
+    NotificationRefused,
+    NotificationRequest,
+    create_notification,
+    get_notification,
+    parse_request,
+    resolve,
+)
+from conversation.order_notices import OrderNotFound, order_ready
+from settings import Settings
+from templates.message_templates import load_catalogue
+
+log = logging.getLogger(__name__)
+bp = Blueprint("notifications", __name__, url_prefix="/admin/api")
+
+
+def _scope() -> AbstractContextManager[Session]:
+    factory: Callable[[], AbstractContextManager[Session]] = current_app.config.get("SESSION_SCOPE", session_scope)
+    return factory()
+
+
+def _hand_off(user_key: str) -> None:
+    hand_off: Callable[[str], None] = current_app.config.get("HAND_OFF") or _celery_hand_off
+    hand_off(user_key)
+
+
+def _celery_hand_off(user_key: str) -> None:
+    from worker.tasks import hand_off  # the Celery app, built only by a request that sends
+
+    hand_off(user_key)
+
+
+def _error(status: int, message: str, field: str | None = None) -> Response:
+    error: dict[str, Any] = {"status": status, "message": message}
+    if field is not None:
+        error["field"] = field
+    response = jsonify({"error": error})
+    response.status_code = status
+    return response
+
+
+@bp.before_request
+def _authenticate() -> Response | None:
+    token: str = current_app.config["PARLEY_SETTINGS"].admin_token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        response = _error(401, "send Authorization: Bearer <PARLEY_ADMIN_TOKEN>")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="parley-admin"'
+        return response
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return _error(403, "wrong admin token")
+    return None
+
+
+@bp.errorhandler(HTTPException)
+def _json_errors(exc: HTTPException) -> Response:
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _has_nul(node: Any) -> bool:
+    if isinstance(node, str):
+        return "\x00" in node
+    if isinstance(node, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_nul(v) for v in node)
+    return False
+
+
+def _submit(build: Callable[[Session], NotificationRequest]) -> Response:
+    """Queue what ``build`` asks for in one transaction; hand off after the commit."""
+    settings: Settings = current_app.config["PARLEY_SETTINGS"]
+    catalogue = load_catalogue(settings.templates_dir).catalogue
+    try:
+        with _scope() as session:
+            created: Created = create_notification(
+                session, build(session), catalogue, settings.phone_number_id, utcnow()
+            )
+    except NotificationRefused as exc:
+        return _error(exc.status, exc.message, exc.field)
+    except OrderNotFound as exc:
+        return _error(404, str(exc))
+    if created.created:
+        try:
+            _hand_off(created.user_key)
+        except Exception as exc:  # committed: Beat's outbox sweep sends it
+            log.warning("hand-off deferred to the outbox sweep: %s", exc.__class__.__name__)
+        log.info("notification queued", extra={"outbox_id": created.id})
+    response = jsonify({"id": created.id, "status": created.status})
+    response.status_code = 202 if created.created else 200
+    return response
+
+
+@bp.post("/notifications")
+def create() -> Response:
+    try:
+        data = json.loads(request.get_data(cache=True))
+    except ValueError:
+        return _error(400, "the body must be JSON")
+    if _has_nul(data):  # Postgres cannot store it
+        return _error(400, "the body must not contain NUL characters (\\u0000)")
+    try:
+        parsed = parse_request(data)
+    except NotificationRefused as exc:
+        return _error(exc.status, exc.message, exc.field)
+    return _submit(lambda _session: parsed)
+
+
+@bp.get("/notifications/<int:notification_id>")
+def show(notification_id: int) -> Response:
+    with _scope() as session:
+        found = get_notification(session, notification_id)
+    if found is None:
+        return _error(404, f"no notification {notification_id}")
+    return jsonify(found)
+
+
+@bp.post("/orders/<number>/ready")
+def order_is_ready(number: str) -> Response:
+    """Notify the customer who placed order ``number`` (``ORD-000002``) that it is ready."""
+    return _submit(lambda session: order_ready(session, number))
+
+
+@bp.get("/contacts/<user>")
+def contact(user: str) -> Response:
+    """What notifications need to know of a customer: opt-out and each number's window."""
+    now = utcnow()
+    with _scope() as session:
+        try:
+            row = session.get(Contact, resolve(session, user).user_key)
+        except NotificationRefused:
+            row = None
+        if row is None:
+            return _error(404, "no such customer (BSUID or phone digits, as in their conversations)")
+        windows = [w.as_dict(now) for w in window.windows(session, row.user_key)]
+        body = {
+            "user_key": row.user_key,
+            "phone_number": row.phone_number,
+            "user_id": row.user_id,
+            "opted_out": row.opted_out_at is not None,
+            "opted_out_at": row.opted_out_at.isoformat() if row.opted_out_at is not None else None,
+            "windows": windows,
+        }
+    return jsonify(body)
+
+
+def init_app(app: Flask) -> None:
+    settings: Settings = app.config["PARLEY_SETTINGS"]
+    if settings.admin_token:  # as the admin API: not served in production without a token
+        app.register_blueprint(bp)
