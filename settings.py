@@ -27,6 +27,8 @@ DEV_ACCESS_TOKEN = "parley-sandbox-token"
 # Bearer token of /admin/api outside production. Production has no default: without
 # PARLEY_ADMIN_TOKEN the admin API is simply not registered (the receiver still starts).
 DEV_ADMIN_TOKEN = "parley-dev-admin-token"
+# Signs events out when PARLEY_EVENTS_URL is set without a secret; refused in production.
+DEV_EVENTS_SECRET = "parley-dev-events-secret"
 
 
 class SettingsError(RuntimeError):
@@ -67,6 +69,10 @@ ENV_VARS: tuple[str, ...] = (
     "PARLEY_WORKER_METRICS_PORT",
     "PARLEY_WORKER_METRICS_ADDR",
     "PARLEY_SIMULATOR",
+    "PARLEY_HANDOFF_WORDS",
+    "PARLEY_HANDOFF_TIMEOUT_HOURS",
+    "PARLEY_EVENTS_URL",
+    "PARLEY_EVENTS_SECRET",
 )
 
 
@@ -155,6 +161,12 @@ class Settings:
     unset: tuple[str, ...] = field(default=())
     # PARLEY_SIMULATOR: None (unset) means on with the sandbox outside production.
     simulator: bool | None = None
+    # People in the loop: words that ask for a person, and when a handoff lapses by itself.
+    handoff_words: tuple[str, ...] = ("agent",)
+    handoff_timeout_hours: int = 24
+    # Events out: None means no events are recorded or sent.
+    events_url: str | None = None
+    events_secret: str | None = None
 
     @property
     def production(self) -> bool:
@@ -213,6 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # An unprotected simulator would let anyone sign webhooks with the app secret.
         raise SettingsError("refusing to start: PARLEY_SIMULATOR=true needs PARLEY_ADMIN_TOKEN")
 
+    events_url, events_secret = _events(env, production)
     return Settings(
         env=mode,
         database_url=database_url,
@@ -247,7 +260,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_addr=(env.get("PARLEY_WORKER_METRICS_ADDR") or "127.0.0.1").strip(),
         unset=unset,
         simulator=simulator,
+        handoff_words=_words(env.get("PARLEY_HANDOFF_WORDS"), ("agent",)),
+        handoff_timeout_hours=_positive(env, "PARLEY_HANDOFF_TIMEOUT_HOURS", 24),
+        events_url=events_url,
+        events_secret=events_secret,
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _events(env: Mapping[str, str], production: bool) -> tuple[str | None, str | None]:
+    """PARLEY_EVENTS_URL and the secret its events are signed with; both read unconditionally."""
+    url = (env.get("PARLEY_EVENTS_URL") or "").strip() or None
+    secret = (env.get("PARLEY_EVENTS_SECRET") or "").strip() or None
+    if url is None:
+        return None, secret
+    if not url.startswith(("https://", "http://")):
+        raise SettingsError(f"PARLEY_EVENTS_URL must be an http(s) URL, got {url!r}")
+    if secret is None:
+        # Outside production a receiver under test can still check signatures, with a public secret.
+        if production:
+            raise SettingsError("refusing to start in production: PARLEY_EVENTS_URL is set but PARLEY_EVENTS_SECRET is not")
+        secret = DEV_EVENTS_SECRET
+    if production and secret == DEV_EVENTS_SECRET:
+        raise SettingsError("refusing to start in production: PARLEY_EVENTS_SECRET is the public development secret")
+    return url, secret
 
 
 @lru_cache(maxsize=1)

@@ -253,3 +253,8 @@ class SandboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(16))  # message | mark_read
     body: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Models kept in their own modules, registered on Base here so that the metadata Alembic and
+# its tests compare with always holds every table.
+from conversation import handoff_models  # noqa: E402, F401
