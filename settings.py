@@ -285,7 +285,9 @@ def _events(env: Mapping[str, str], production: bool) -> tuple[str | None, str |
     if secret is None:
         # Outside production a receiver under test can still check signatures, with a public secret.
         if production:
-            raise SettingsError("refusing to start in production: PARLEY_EVENTS_URL is set but PARLEY_EVENTS_SECRET is not")
+            raise SettingsError(
+                "refusing to start in production: PARLEY_EVENTS_URL is set but PARLEY_EVENTS_SECRET is not"
+            )
         secret = DEV_EVENTS_SECRET
     if production and secret == DEV_EVENTS_SECRET:
         raise SettingsError("refusing to start in production: PARLEY_EVENTS_SECRET is the public development secret")

@@ -66,9 +66,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outgoing_events")),
         sa.UniqueConstraint("event_id", name=op.f("uq_outgoing_events_event_id")),
     )
-    op.create_index(
-        "ix_outgoing_events_status_next_attempt_at", "outgoing_events", ["status", "next_attempt_at"]
-    )
+    op.create_index("ix_outgoing_events_status_next_attempt_at", "outgoing_events", ["status", "next_attempt_at"])
 
 
 def downgrade() -> None:
