@@ -63,7 +63,7 @@ async function refreshList() {
     user.textContent = row.user;
     const meta = document.createElement("div");
     meta.className = "meta";
-    meta.textContent = `waiting ${waited(row.since)} · ${row.last_message || ""}`;
+    meta.textContent = row.last_message ? `waiting ${waited(row.since)} · ${row.last_message}` : `waiting ${waited(row.since)}`;
     item.append(badge, user, meta);
     item.addEventListener("click", () => open(row.user));
     return item;
