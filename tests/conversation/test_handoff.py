@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -11,8 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conversation import event_outbox, handoff
+from conversation.db import make_engine
 from conversation.handoff_models import Handoff, OutgoingEvent
 from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage
+from conversation.transcript import transcript
+from tests.conftest import migrate
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -174,3 +178,29 @@ def test_a_request_records_the_handoff_requested_event_only_when_asked(db_sessio
 )
 def test_the_handoff_word_is_the_whole_message(text: str | None, expected: bool) -> None:
     assert handoff.is_handoff_word(text, ("agent", "human")) is expected
+
+
+def test_the_same_calls_work_on_the_embedded_sqlite_database(tmp_path: Path) -> None:
+    """``make run`` with no server uses SQLite: the partial index, locks and aggregates there."""
+    url = f"sqlite:///{tmp_path / 'parley.sqlite3'}"
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session, session.begin():
+            wrote(session, ANN, "Contact us", T0)
+            handoff.request(session, ANN, T0, template="support", step="agent", text="Contact us", events=True)
+            assert handoff.keep_waiting(session, ANN.user_key, "anyone there?", T0 + timedelta(minutes=1))
+            assert handoff.waiting_summary(session, T0 + timedelta(minutes=5)) == (1, 300.0)
+            assert handoff.window_open(session, ANN.user_key, T0 + timedelta(hours=1))
+            handoff.reply(session, ANN.user_key, "On it", T0 + timedelta(hours=1))
+            assert [line.text for line in transcript(session, ANN.user_key)] == ["Contact us", "On it"]
+            assert event_outbox.pending_count(session) == 1
+        with Session(engine) as session, session.begin():
+            session.add(Handoff(user_key=ANN.user_key, phone_number_id="PNID", requested_at=T0))
+            with pytest.raises(IntegrityError):
+                session.flush()
+        with Session(engine) as session, session.begin():
+            assert handoff.release_lapsed(session, T0 + timedelta(hours=25), timedelta(hours=24)) == [ANN.user_key]
+            assert handoff.waiting_list(session) == []
+    finally:
+        engine.dispose()
