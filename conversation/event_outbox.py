@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from conversation.handoff_models import OutgoingEvent
@@ -131,6 +131,13 @@ def failed(session: Session, attempt: Attempt, error: str, now: datetime) -> dat
 
 def pending_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(OutgoingEvent).where(OutgoingEvent.status == "pending")) or 0
+
+
+def prune(session: Session, older_than: datetime) -> int:
+    """Drop delivered events past retention; pending ones are never dropped."""
+    return session.execute(
+        delete(OutgoingEvent).where(OutgoingEvent.status == "delivered", OutgoingEvent.delivered_at < older_than)
+    ).rowcount
 
 
 # --- what each event carries ----------------------------------------------------------------

@@ -159,6 +159,17 @@ def window_open(session: Session, user_key: str, now: datetime) -> bool:
     return now - last < SERVICE_WINDOW
 
 
+def valid_reply(text: str) -> bool:
+    """1 to MAX_REPLY characters that Postgres can store (no NUL, no lone surrogate)."""
+    if not text or len(text) > MAX_REPLY or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def reply(session: Session, user_key: str, text: str, now: datetime) -> int:
     """Queue a person's message to a handed-off customer in the outbox; returns its row id.
 
@@ -168,8 +179,8 @@ def reply(session: Session, user_key: str, text: str, now: datetime) -> int:
     WindowClosed, and ValueError for an empty or too long text.
     """
     body = text.strip()
-    if not body or len(body) > MAX_REPLY:
-        raise ValueError(f"text must be 1 to {MAX_REPLY} characters")
+    if not valid_reply(body):
+        raise ValueError(f"text must be 1 to {MAX_REPLY} characters of text")
     session.execute(select(Contact.user_key).where(Contact.user_key == user_key).with_for_update())
     handoff = session.scalar(
         select(Handoff).where(Handoff.user_key == user_key, Handoff.released_at.is_(None)).with_for_update()
@@ -212,6 +223,19 @@ def release(session: Session, user_key: str, now: datetime, reason: str = "perso
         return False
     session.execute(delete(ConversationState).where(ConversationState.user_key == user_key))
     return True
+
+
+def requested_per_flow(session: Session, since: datetime) -> dict[str | None, int]:
+    """Handoffs requested since ``since`` by flow (None: the global handoff word)."""
+    rows = session.execute(
+        select(Handoff.template_name, func.count()).where(Handoff.requested_at >= since).group_by(Handoff.template_name)
+    ).all()
+    return {name: int(count) for name, count in rows}
+
+
+def prune(session: Session, older_than: datetime) -> int:
+    """Drop released handoffs past retention (they hold a customer's last message); open ones stay."""
+    return session.execute(delete(Handoff).where(Handoff.released_at < older_than)).rowcount
 
 
 def release_lapsed(session: Session, now: datetime, timeout: timedelta, limit: int = 1000) -> list[str]:

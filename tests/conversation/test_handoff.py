@@ -204,3 +204,31 @@ def test_the_same_calls_work_on_the_embedded_sqlite_database(tmp_path: Path) -> 
             assert handoff.waiting_list(session) == []
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("text", ["", "x" * (handoff.MAX_REPLY + 1), "nul \x00 inside", "lone \ud800 surrogate"])
+def test_a_reply_postgres_could_not_store_is_refused_before_it_is_written(text: str) -> None:
+    assert not handoff.valid_reply(text)
+    assert handoff.valid_reply("Olá! 👋")
+
+
+def test_handoffs_per_flow_and_retention(db_session: Session) -> None:
+    handoff.request(db_session, ANN, T0, template="support", step="agent")
+    handoff.request(db_session, BEA, T0 + timedelta(hours=1), template="support", step="agent")
+    handoff.request(db_session, handoff.Customer("15550002222", "15550002222", None, "PNID"), T0 + timedelta(hours=2))
+    assert handoff.requested_per_flow(db_session, T0) == {"support": 2, None: 1}
+    assert handoff.requested_per_flow(db_session, T0 + timedelta(minutes=30)) == {"support": 1, None: 1}
+    handoff.release(db_session, ANN.user_key, T0 + timedelta(hours=3))
+    assert handoff.prune(db_session, T0 + timedelta(hours=3)) == 0  # released at the cutoff: kept
+    assert handoff.prune(db_session, T0 + timedelta(days=40)) == 1  # only the released one
+    assert [w.user for w in handoff.waiting_list(db_session)] == [BEA.user_key, "15550002222"]
+
+
+def test_delivered_events_are_pruned_and_pending_ones_never(db_session: Session) -> None:
+    first = event_outbox.record(db_session, event_outbox.FLOW_COMPLETED, {}, T0)
+    event_outbox.record(db_session, event_outbox.MESSAGE_FAILED, {}, T0)
+    (attempt, _) = event_outbox.take_due(db_session, T0)
+    assert attempt.event_id == first
+    event_outbox.delivered(db_session, attempt, T0)
+    assert event_outbox.prune(db_session, T0 + timedelta(days=90)) == 1
+    assert event_outbox.pending_count(db_session) == 1

@@ -106,7 +106,7 @@ def reply(user: str) -> tuple[Response, int] | Response:
     if not isinstance(body, dict):
         return _error(400, 'send a JSON object: {"text": ...}')
     text = body.get("text")
-    if not isinstance(text, str) or not text.strip() or len(text.strip()) > handoff.MAX_REPLY:
+    if not isinstance(text, str) or not handoff.valid_reply(text.strip()):
         return _error(422, f"text: a string of 1 to {handoff.MAX_REPLY} characters is required")
     try:
         with _scope() as session:

@@ -7,6 +7,7 @@ to a broker: what is tested here is that a reply is handed on after its commit, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -206,3 +207,13 @@ def test_in_production_without_an_admin_token_neither_the_api_nor_the_page_exist
     client = app.test_client()
     assert client.get("/console/inbox").status_code == 404
     assert client.get(API, headers=AUTH).status_code == 404
+
+
+def test_a_reply_postgres_could_not_store_is_422_not_500(client: FlaskClient) -> None:
+    path = "/admin/api/handoffs/{user}/messages"
+    for text in ("nul \x00 inside", "lone \ud800 surrogate"):
+        response = client.post(
+            f"{API}/{ANN}/messages", data=json.dumps({"text": text}), content_type="application/json", headers=AUTH
+        )
+        assert response.status_code == 422
+        check(response, "post", path)
