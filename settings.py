@@ -27,6 +27,8 @@ DEV_ACCESS_TOKEN = "parley-sandbox-token"
 # Bearer token of /admin/api outside production. Production has no default: without
 # PARLEY_ADMIN_TOKEN the admin API is simply not registered (the receiver still starts).
 DEV_ADMIN_TOKEN = "parley-dev-admin-token"
+# Signs events out when PARLEY_EVENTS_URL is set without a secret; refused in production.
+DEV_EVENTS_SECRET = "parley-dev-events-secret"
 
 
 class SettingsError(RuntimeError):
@@ -71,6 +73,10 @@ ENV_VARS: tuple[str, ...] = (
     "PARLEY_OPT_OUT_WORDS",
     "PARLEY_OPT_IN_WORDS",
     "WHATSAPP_PHONE_NUMBER_ID",
+    "PARLEY_HANDOFF_WORDS",
+    "PARLEY_HANDOFF_TIMEOUT_HOURS",
+    "PARLEY_EVENTS_URL",
+    "PARLEY_EVENTS_SECRET",
 )
 
 
@@ -165,6 +171,12 @@ class Settings:
     opt_out_words: tuple[str, ...] = ("stop", "unsubscribe")
     opt_in_words: tuple[str, ...] = ("subscribe",)
     phone_number_id: str | None = None
+    # People in the loop: words that ask for a person, and when a handoff lapses by itself.
+    handoff_words: tuple[str, ...] = ("agent",)
+    handoff_timeout_hours: int = 24
+    # Events out: None means no events are recorded or sent.
+    events_url: str | None = None
+    events_secret: str | None = None
 
     @property
     def production(self) -> bool:
@@ -219,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # An unprotected simulator would let anyone sign webhooks with the app secret.
         raise SettingsError("refusing to start: PARLEY_SIMULATOR=true needs PARLEY_ADMIN_TOKEN")
 
+    events_url, events_secret = _events(env, production)
     return Settings(
         env=mode,
         database_url=database_url,
@@ -256,7 +269,38 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         opt_out_words=_words(env.get("PARLEY_OPT_OUT_WORDS"), ("stop", "unsubscribe")),
         opt_in_words=_words(env.get("PARLEY_OPT_IN_WORDS"), ("subscribe",)),
         phone_number_id=(env.get("WHATSAPP_PHONE_NUMBER_ID") or "").strip() or None,
+        handoff_words=_words(env.get("PARLEY_HANDOFF_WORDS"), ("agent",)),
+        handoff_timeout_hours=_positive(env, "PARLEY_HANDOFF_TIMEOUT_HOURS", 24),
+        events_url=events_url,
+        events_secret=events_secret,
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _events(env: Mapping[str, str], production: bool) -> tuple[str | None, str | None]:
+    """PARLEY_EVENTS_URL and the secret its events are signed with; both read unconditionally."""
+    url = (env.get("PARLEY_EVENTS_URL") or "").strip() or None
+    secret = (env.get("PARLEY_EVENTS_SECRET") or "").strip() or None
+    if url is None:
+        return None, secret
+    if not url.startswith(("https://", "http://")):
+        raise SettingsError(f"PARLEY_EVENTS_URL must be an http(s) URL, got {url!r}")
+    if secret is None:
+        # Outside production a receiver under test can still check signatures, with a public secret.
+        if production:
+            raise SettingsError(
+                "refusing to start in production: PARLEY_EVENTS_URL is set but PARLEY_EVENTS_SECRET is not"
+            )
+        secret = DEV_EVENTS_SECRET
+    if production and secret == DEV_EVENTS_SECRET:
+        raise SettingsError("refusing to start in production: PARLEY_EVENTS_SECRET is the public development secret")
+    return url, secret
 
 
 @lru_cache(maxsize=1)

@@ -282,3 +282,8 @@ class CustomerWindow(Base):
     user_key: Mapped[str] = mapped_column(String(160), primary_key=True)
     phone_number_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_inbound_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# Models kept in their own modules, registered on Base here so that the metadata Alembic and
+# its tests compare with always holds every table.
+from conversation import handoff_models  # noqa: E402, F401

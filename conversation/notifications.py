@@ -151,7 +151,7 @@ def resolve(session: Session, to: str) -> Recipient:
     return Recipient(user_id or phone or to, phone, user_id)
 
 
-# Text statements for the reason of conversation/inbound.py's: a dialect insert with
+# Text statements for the reason of conversation/turn_statements.py's: a dialect insert with
 # ON CONFLICT is compiled again on every call. Both run on Postgres and SQLite.
 _LOCK_CONTACT = text(
     "INSERT INTO contacts (user_key, phone_number, user_id, pair_limit_hits) VALUES (:k, :phone, :user_id, 0)"
