@@ -67,6 +67,7 @@ ENV_VARS: tuple[str, ...] = (
     "PARLEY_WORKER_METRICS_PORT",
     "PARLEY_WORKER_METRICS_ADDR",
     "PARLEY_SIMULATOR",
+    "PARLEY_DEFAULT_LANGUAGE",
 )
 
 
@@ -155,6 +156,8 @@ class Settings:
     unset: tuple[str, ...] = field(default=())
     # PARLEY_SIMULATOR: None (unset) means on with the sandbox outside production.
     simulator: bool | None = None
+    # Language of a customer parley knows no language of (conversation/texts/).
+    default_language: str = "en"
 
     @property
     def production(self) -> bool:
@@ -247,6 +250,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_metrics_addr=(env.get("PARLEY_WORKER_METRICS_ADDR") or "127.0.0.1").strip(),
         unset=unset,
         simulator=simulator,
+        default_language=(env.get("PARLEY_DEFAULT_LANGUAGE") or "").strip() or "en",
     )
 
 
