@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale, localedata
 
 _CODE = re.compile(r"^([A-Za-z]{2,3})(?:[-_]([A-Za-z]{2}|[0-9]{3}))?$")
 
@@ -25,10 +25,8 @@ def canonical(code: str) -> str:
         raise LanguageError(f"'{code}' is not a language code (like en or pt_BR)")
     language, territory = match.group(1).lower(), match.group(2)
     spelled = f"{language}_{territory.upper()}" if territory else language
-    try:
-        Locale.parse(spelled)
-    except (UnknownLocaleError, ValueError):
-        raise LanguageError(f"'{code}' is not a language Babel has data for") from None
+    if not localedata.exists(spelled):  # Locale.parse would accept en_ZZ as plain en
+        raise LanguageError(f"'{code}' is not a language Babel has data for")
     return spelled
 
 

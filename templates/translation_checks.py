@@ -106,13 +106,13 @@ def _unique_titles(report: _Report, slots: Mapping[str, TextSlot], given: Mappin
             prefix = address.split(".options.", 1)[0]
             by_message.setdefault(prefix, {})[address] = given[address]
     for titles in by_message.values():
-        seen: dict[str, str] = {}
+        seen: dict[str, str] = {}  # title → option id
         for address, title in titles.items():
+            option = address.split(".options.", 1)[1].split(".", 1)[0]
             if title in seen:
-                report.add(
-                    address, f"button title {title!r} repeats {seen[title]}; titles must differ within a message"
-                )
-            seen.setdefault(title, address)
+                message = f"button title {title!r} is also option {seen[title]}'s; titles must differ within a message"
+                report.add(address, message)
+            seen.setdefault(title, option)
 
 
 def check_translations(template: TemplateDef, raw: Any, file: str, base_language: str) -> Checked:
@@ -201,6 +201,6 @@ def keyword_errors(flows: Mapping[str, Languages]) -> list[LintError]:
                     continue
                 field = f"translations.{language}.trigger_keywords"
                 where = "this flow" if other == name else f"{other} ({flows[other].file})"
-                message = f"{field}: '{word}' is also a {other_language} keyword of {where} ('{other_word}')"
+                message = f"{field}: '{word}' is also a keyword of {where} in {other_language} ('{other_word}')"
                 errors.append(LintError(flow.file, name, None, field, message))
     return sorted(set(errors), key=LintError.sort_key)
