@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def test_validation_texts_format_numbers_and_plurals_per_language() -> None:
     assert en.text("invalid.min_length", count=1) == "Please send at least 1 character."
     assert en.text("invalid.min_length", count=1200) == "Please send at least 1,200 characters."
     assert pt.text("expected.decimal", example=2.5) == "um número, por exemplo: 2,5"
+    assert pt.text("expected.date", example=date(2026, 12, 24)) == "uma data, por exemplo: 24/12/2026"
+    assert en.text("expected.date", example=date(2026, 12, 24)) == "a date, e.g. 2026-12-24 or 24/12/2026"
+    assert en.text("expected.number", example=2) == "a whole number greater than zero, e.g. 2"
     assert pt.text("media", what=pt.text("media_names.image"), expected=pt.text("expected.yes_no")) == (
         "Desculpe, não consigo ler imagens por aqui. Envie sim ou não."
     )
