@@ -57,7 +57,7 @@ def test_validation_texts_format_numbers_and_plurals_per_language() -> None:
     assert en.text("expected.date", example=date(2026, 12, 24)) == "a date, e.g. 2026-12-24 or 24/12/2026"
     assert en.text("expected.number", example=2) == "a whole number greater than zero, e.g. 2"
     assert pt.text("media", what=pt.text("media_names.image"), expected=pt.text("expected.yes_no")) == (
-        "Desculpe, não consigo ler imagens por aqui. Envie sim ou não."
+        "Desculpe, não consigo abrir imagens por aqui. Envie sim ou não."
     )
 
 
