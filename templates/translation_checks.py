@@ -54,16 +54,24 @@ class _Report:
 
 def _schema_errors(report: _Report, exc: ValidationError) -> None:
     for err in exc.errors():
-        address = ""
-        for part in err["loc"]:
-            if part in {"str", "OptionTexts"}:  # the union branch pydantic tried
+        loc = list(err["loc"])
+        if "str" in loc or "OptionTexts" in loc:  # an option: a title, or {title, description}
+            branch = "str" if "str" in loc else "OptionTexts"
+            given = err.get("input")
+            if branch == "str" or (branch == "OptionTexts" and loc[-1] == "OptionTexts"):
+                if branch == "str" and not isinstance(given, dict):
+                    report.add(_dotted(loc[: loc.index(branch)]), "must be a title, or {title, description}")
                 continue
-            address += f"[{part}]" if isinstance(part, int) else (f".{part}" if address else str(part))
-        kind = err["type"]
-        message = (
-            "unknown field (a typo?)" if kind == "extra_forbidden" else err["msg"].replace("Input should be", "must be")
-        )
-        report.add(address, message)
+            loc.remove(branch)
+        message = "unknown field (a typo?)" if err["type"] == "extra_forbidden" else err["msg"]
+        report.add(_dotted(loc), message.replace("Input should be", "must be").replace("Field required", "is required"))
+
+
+def _dotted(loc: list[Any]) -> str:
+    address = ""
+    for part in loc:
+        address += f"[{part}]" if isinstance(part, int) else (f".{part}" if address else str(part))
+    return address
 
 
 def _compare(report: _Report, slots: Mapping[str, TextSlot], given: Mapping[str, str], base: str) -> None:

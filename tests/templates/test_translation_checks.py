@@ -114,6 +114,16 @@ def test_language_codes_and_shape_are_checked() -> None:
     block = pt_block()
     block["steps"]["quantity"]["promt"] = "?"
     assert lines(block) == [f"{FILE}: step quantity: translations.pt_BR.promt: unknown field (a typo?)"]
+    block = pt_block()
+    block["message"]["options"]["coffee"] = {"titel": "Café"}
+    block["message"]["options"]["tea"] = 3
+    block["steps"]["complete"]["prompt"] = ["Pedido feito!"]
+    assert lines(block) == [
+        f"{FILE}: translations.pt_BR.message.options.coffee.titel: unknown field (a typo?)",
+        f"{FILE}: translations.pt_BR.message.options.coffee.title: is required",
+        f"{FILE}: translations.pt_BR.message.options.tea: must be a title, or {{title, description}}",
+        f"{FILE}: step complete: translations.pt_BR.prompt: must be a valid string",
+    ]
     broken = check_translations(new_order(), ["pt_BR"], FILE, "en")
     assert [str(e) for e in broken.errors] == [f"{FILE}: translations: must map languages to texts"]
     assert check_translations(new_order(), None, FILE, "en").errors == []
