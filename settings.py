@@ -77,6 +77,7 @@ ENV_VARS: tuple[str, ...] = (
     "PARLEY_HANDOFF_TIMEOUT_HOURS",
     "PARLEY_EVENTS_URL",
     "PARLEY_EVENTS_SECRET",
+    "PARLEY_DEFAULT_LANGUAGE",
 )
 
 
@@ -177,6 +178,8 @@ class Settings:
     # Events out: None means no events are recorded or sent.
     events_url: str | None = None
     events_secret: str | None = None
+    # Language of a customer parley knows no language of (conversation/texts/).
+    default_language: str = "en"
 
     @property
     def production(self) -> bool:
@@ -273,6 +276,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         handoff_timeout_hours=_positive(env, "PARLEY_HANDOFF_TIMEOUT_HOURS", 24),
         events_url=events_url,
         events_secret=events_secret,
+        default_language=(env.get("PARLEY_DEFAULT_LANGUAGE") or "").strip() or "en",
     )
 
 
