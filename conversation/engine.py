@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from conversation import handoff_routes
 from conversation.content import interactive, step_messages, text_message, way_out_message
 from conversation.events import InboundEvent
 from conversation.state import (
@@ -242,6 +243,8 @@ ROUTES: tuple[Route, ...] = (
     Route("expired", _expired, _end_expired),  # time first: an expired conversation is over
     Route("reaction", _reaction, _record_reaction),  # recorded by the caller, never answered
     Route("flow gone", _flow_gone, _end_gone_flow),
+    Route("handed off", handoff_routes.handed_off, handoff_routes.keep_for_person),  # the bot is paused
+    Route("handoff word", handoff_routes.handoff_word, handoff_routes.hand_to_person),
     Route("way-out button", _way_out_button, _way_out_choice),  # the engine's own parley:* ids
     Route("no conversation", _no_conversation, _start_or_fall_back),  # a keyword anywhere, else fallback
     Route("cancel word", _cancel_word, _cancel),
@@ -367,6 +370,8 @@ def _advance(
 
     _send_step(run, template, target, context)
     run.effects.append(Entered(template.template_name, target))
+    if step.handoff:
+        return handoff_routes.hand_off_at(run, template.template_name, target)
     if step.end_conversation:
         answers_out = {k: v for k, v in context.items() if not k.startswith("_")}
         run.effects.append(Submit(template.template_name, answers_out))

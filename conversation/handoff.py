@@ -17,12 +17,10 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from conversation import event_outbox
+from conversation import event_outbox, window
 from conversation.handoff_models import Handoff
 from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage
 
-# Meta accepts a free-form message only this long after the customer's last message.
-SERVICE_WINDOW = timedelta(hours=24)
 MAX_REPLY = 4096  # WhatsApp's limit of a text body
 
 
@@ -149,14 +147,18 @@ def waiting_summary(session: Session, now: datetime) -> tuple[int, float]:
     return int(count), max((now - oldest).total_seconds(), 0.0)
 
 
-def window_open(session: Session, user_key: str, now: datetime) -> bool:
-    """Whether a free-form message may go to the customer: they wrote in the last 24 hours."""
-    last = session.scalar(select(func.max(InboundMessage.received_at)).where(InboundMessage.user_key == user_key))
+def window_open(session: Session, user_key: str, now: datetime, phone_number_id: str | None = None) -> bool:
+    """Whether a free-form message may go to the customer: they wrote in the last 24 hours.
+
+    The window on ``phone_number_id`` is the one notifications use (``conversation.window``);
+    a customer with no window recorded there is judged by their latest stored message.
+    """
+    last = window.last_inbound(session, user_key, phone_number_id) if phone_number_id is not None else None
     if last is None:
-        return False
-    if last.tzinfo is None:
+        last = session.scalar(select(func.max(InboundMessage.received_at)).where(InboundMessage.user_key == user_key))
+    if last is not None and last.tzinfo is None:  # SQLite's max() gives back text the column type never sees
         last = datetime.fromisoformat(str(last)).replace(tzinfo=now.tzinfo)
-    return now - last < SERVICE_WINDOW
+    return window.is_open(last, now)
 
 
 def valid_reply(text: str) -> bool:
@@ -187,7 +189,7 @@ def reply(session: Session, user_key: str, text: str, now: datetime) -> int:
     )
     if handoff is None:
         raise NotHandedOff(user_key)
-    if not window_open(session, user_key, now):
+    if not window_open(session, user_key, now, handoff.phone_number_id):
         raise WindowClosed(user_key)
     row = OutboundMessage(
         user_key=user_key,

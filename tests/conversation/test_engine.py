@@ -266,6 +266,8 @@ def test_the_routes_are_tried_in_this_order():
         "expired",
         "reaction",
         "flow gone",
+        "handed off",
+        "handoff word",
         "way-out button",
         "no conversation",
         "cancel word",

@@ -40,6 +40,8 @@ def test_outcomes_are_the_strings_stored_on_inbound_rows_and_counted_by_metrics(
         "ignored",
         "reaction",
         "way_out",
+        "handed_off",
+        "waiting",
     ]
 
 
@@ -51,6 +53,7 @@ def test_end_reasons_are_the_event_names_in_the_order_of_the_stats_columns():
         "switched",
         "restarted",
         "template_gone",
+        "handed_off",
     ]
 
 

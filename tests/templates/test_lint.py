@@ -329,3 +329,18 @@ def test_errors_are_sorted_and_unique() -> None:
     assert errors == sorted(errors, key=LintError.sort_key)
     assert len(errors) == len(set(errors))
     assert lint(t) == errors
+
+
+def test_a_handoff_step_is_a_leaf_that_needs_no_next_step() -> None:
+    person = {"prompt": "A person will answer you here.", "handoff": True}
+    t = flow("t", {"initial": {"next_steps": {"a": "person", "b": "done"}}, "person": person, "done": END})
+    assert lint(t) == []
+    bad = flow("t", {"initial": {"next_step": "person"}, "person": {**person, "next_step": "done"}, "done": END})
+    assert sorted((e.step, e.field or "") for e in lint(bad)) == [
+        ("done", ""),
+        ("person", "next_step"),
+    ]  # done: unreachable
+    silent = flow("t", {"initial": {"next_step": "person"}, "person": {"handoff": True}})
+    assert [(e.step, e.field) for e in lint(silent)] == [("person", "prompt")]
+    first = flow("t", {"initial": {"handoff": True, "next_step": "done"}, "done": END})
+    assert ("initial", "handoff") in [(e.step, e.field) for e in lint(first)]

@@ -29,6 +29,8 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    "parley.maintenance.release_handoffs": MAINTENANCE_QUEUE,
+    "parley.events.deliver": OUTBOUND_QUEUE,
 }
 
 

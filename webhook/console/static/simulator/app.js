@@ -414,7 +414,7 @@ function renderFunnel(box, funnel) {
     row.dataset.step = step.step;
     const bar = el("div", "bar");
     bar.style.width = `${Math.max(2, (100 * step.reached) / top)}%`;
-    const left = ["cancelled", "expired", "switched", "restarted", "template_gone"].filter((k) => step[k]).map((k) => `${step[k]} ${k}`);
+    const left = ["cancelled", "expired", "switched", "restarted", "template_gone", "handed_off"].filter((k) => step[k]).map((k) => `${step[k]} ${k}`);
     row.append(el("span", "funnel-step", step.step), el("span", "track"), el("span", "funnel-count", String(step.reached)));
     row.querySelector(".track").append(bar);
     if (sim.state && sim.state.template === funnel.template && sim.state.step === step.step) row.classList.add("current");
