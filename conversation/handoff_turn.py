@@ -21,6 +21,9 @@ from conversation.events import InboundEvent
 from conversation.handoff_models import Handoff
 from conversation.state import HandOff, Outcome, StepResult
 
+# The outcome of the opt-out word's route, which the step machine tries before the paused state.
+OPTED_OUT = "opted_out"
+
 
 def is_handed_off(session: Session, user_key: str) -> bool:
     """Whether the customer has an open handoff (the partial unique index answers it)."""
@@ -34,11 +37,14 @@ def customer(event: InboundEvent) -> handoff.Customer:
 
 
 def carry_out(session: Session, event: InboundEvent, result: StepResult, now: datetime, events: bool) -> int:
-    """Open the handoff the engine asked for, or count a paused customer's message; returns
-    how many events were recorded."""
+    """Open the handoff the engine asked for, count a paused customer's message, or release
+    one who opted out; returns how many events were recorded."""
     recorded = 0
     if result.outcome == Outcome.WAITING:
         handoff.keep_waiting(session, event.user.key, waiting_text(event), now)
+    elif result.outcome == OPTED_OUT:
+        # An opt-out word is answered even while handed off; it also ends the handoff.
+        handoff.release(session, event.user.key, now, reason="opt_out")
     for effect in result.effects:
         if isinstance(effect, HandOff):
             # The message that asked (a tap on "Contact us", the handoff word) is the first one waiting.

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conversation import event_outbox, handoff, outbox
+from conversation import event_outbox, handoff, handoff_turn, outbox
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.events import StatusEvent, UserRef
 from conversation.handoff_models import Handoff, OutgoingEvent
 from conversation.models import ConversationState, InboundMessage, OutboundMessage, Submission
 from conversation.service import ConversationService
-from conversation.state import EngineConfig
+from conversation.state import EngineConfig, StepResult
 from conversation.turn import InboundResult, process_event
 from templates.loader import load_directory
 from tests.conversation.transcript import Customer, describe
@@ -140,3 +140,13 @@ def test_one_open_handoff_row_however_often_the_customer_asks(flows: Session) ->
     turn(flows, eve, {"send": "agent"})
     assert len(flows.scalars(select(Handoff).where(Handoff.user_key == PHONE)).all()) == 1
     assert kinds(flows) == ["handoff.requested"]
+
+
+def test_an_opt_out_while_handed_off_also_releases_the_customer(flows: Session) -> None:
+    fay = Customer(UserRef(user_id=None, phone=PHONE, profile_name="Fay"), start=T0)
+    turn(flows, fay, {"send": "agent"})
+    # What the opt-out word's route gives back (it answers before the paused state does).
+    opted_out = StepResult(None, [], [], handoff_turn.OPTED_OUT)  # type: ignore[arg-type]
+    handoff_turn.carry_out(flows, fay.event({"send": "stop"}), opted_out, T0 + timedelta(minutes=1), events=True)
+    row = flows.scalars(select(Handoff).where(Handoff.user_key == PHONE)).one()
+    assert (row.released_at, row.release_reason) == (T0 + timedelta(minutes=1), "opt_out")
