@@ -80,7 +80,9 @@ def test_an_agent_answers_and_releases_a_customer_in_the_inbox(browser: Any, sta
         page.fill("#token", DEV_ADMIN_TOKEN)
         page.click("#login button")
         row = page.locator("#customers li", has_text=phone)
-        expect(row.locator(".meta")).to_have_text(re.compile(r"^waiting \d+ (s|min) · anyone there\? my order is late$"))
+        expect(row.locator(".meta")).to_have_text(
+            re.compile(r"^waiting \d+ (s|min) · anyone there\? my order is late$")
+        )
         expect(row.locator(".badge")).to_have_text("2")  # the tap on Contact and the question
 
         row.click()

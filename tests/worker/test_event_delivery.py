@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -149,3 +151,16 @@ def test_a_poster_refuses_to_run_unsigned_or_past_its_lease() -> None:
         EventPoster("http://127.0.0.1:1/", "")
     with pytest.raises(ValueError):
         EventPoster("http://127.0.0.1:1/", SECRET, connect_timeout=30, read_timeout=30)
+
+
+def test_the_verification_docs_operations_shows_a_helpdesk_accepts_our_signature() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    section = docs.split("## 7. Events out", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "OPERATIONS.md", "exec"), namespace)  # the documented code, as a helpdesk would paste it
+    body = b'{"data":{"user":"15550001111"},"id":"e1","type":"handoff.requested"}'
+    assert namespace["verify"](SECRET, body, event_outbox.sign(SECRET, body))["id"] == "e1"
+    for header in (None, event_outbox.sign("another-secret", body), event_outbox.sign(SECRET, body + b" ")):
+        with pytest.raises(PermissionError):
+            namespace["verify"](SECRET, body, header)
