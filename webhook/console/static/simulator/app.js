@@ -407,7 +407,7 @@ function renderFunnel(box, funnel) {
   box.replaceChildren();
   const started = funnel.started || 0;
   const rate = started ? Math.round((100 * (funnel.completed || 0)) / started) : 0;
-  box.append(el("p", "small", `${started} started · ${funnel.completed || 0} completed (${rate}%) · ${funnel.cancelled || 0} cancelled · ${funnel.expired || 0} expired · ${funnel.switched || 0} switched`));
+  box.append(el("p", "small", `${started} started · ${funnel.completed || 0} completed (${rate}%) · ${funnel.cancelled || 0} cancelled · ${funnel.expired || 0} expired · ${funnel.switched || 0} switched · ${funnel.handed_off || 0} handed off`));
   const top = Math.max(started, ...funnel.steps.map((s) => s.reached), 1);
   for (const step of funnel.steps) {
     const row = el("div", "funnel-row");
