@@ -107,11 +107,15 @@ def exposition(broker_url: str, scope: Callable[[], AbstractContextManager[Sessi
 
 
 def metrics_view() -> Response:
-    broker_url = current_app.config["PARLEY_SETTINGS"].broker_url
-    # Imported here: the receiver opens no database connection until a scrape asks.
-    from conversation.db import session_scope
+    settings = current_app.config["PARLEY_SETTINGS"]
+    scope = None
+    # The handoff gauges come with the agents' API: a receiver-only process (production
+    # without PARLEY_ADMIN_TOKEN) loads no domain module, so it serves none of them.
+    if settings.admin_token:
+        from conversation.db import session_scope
 
-    page = exposition(broker_url, current_app.config.get("SESSION_SCOPE", session_scope))
+        scope = current_app.config.get("SESSION_SCOPE", session_scope)
+    page = exposition(settings.broker_url, scope)
     return Response(page, status=200, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 

@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from conversation import handoff
 from conversation.models import utcnow
-from tests.webhook.console.test_admin import scope_of
+from settings import load_settings
+from tests.webhook.console.test_admin import PRODUCTION, make_app, scope_of
+from webhook import create_app
 from webhook.metrics import exposition
 
 pytestmark = pytest.mark.postgres
@@ -50,3 +52,12 @@ def test_a_database_that_does_not_answer_leaves_them_out_and_the_scrape_still_an
 
     page = exposition("memory://", down)
     assert samples(page) == {} and b"parley_" in page
+
+
+def test_served_on_the_receivers_metrics_with_the_agents_api_and_not_without_it(db_session: Session) -> None:
+    handoff.request(db_session, handoff.Customer("15550007710", "15550007710", None, "PNID"), utcnow())
+    db_session.commit()
+    with_api = make_app(db_session).test_client().get("/metrics")
+    assert samples(with_api.data)[("parley_handoffs_waiting", ())] == 1
+    receiver_only = create_app({"SETTINGS": load_settings(PRODUCTION), "ENQUEUE": lambda body: None})
+    assert samples(receiver_only.test_client().get("/metrics").data) == {}
