@@ -1,6 +1,10 @@
-"""gunicorn settings for the receiver: ``gunicorn -c webhook/gunicorn_conf.py "webhook:create_app()"``.
+"""gunicorn settings for the receiver.
 
-What it adds to the plain ``gunicorn "webhook:create_app()"`` (which keeps working):
+gunicorn reads ``gunicorn.conf.py`` from its working directory when no ``-c`` is given, so
+``gunicorn "webhook:create_app()"`` started from the repository root (the image's ``/app``)
+gets all of this with no flag; from elsewhere pass ``-c path/to/gunicorn.conf.py``. gunicorn
+puts its working directory on ``sys.path`` before loading this file, which is what lets
+it import ``settings`` and ``conversation`` below. What it sets:
 
 - The recommended server settings: threaded workers (``gthread``, 8 threads each), one
   process per CPU (at least 2; ``WEB_CONCURRENCY`` or ``--workers`` override it). A
