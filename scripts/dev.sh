@@ -32,7 +32,10 @@ pids+=($!)
 sleep 2
 cat <<MSG
 
-parley is running on $PARLEY_PUBLIC_URL
+parley is running. Open the simulator and chat with your flows:
+
+  $PARLEY_PUBLIC_URL/simulator/
+
   send a signed test message:  $BIN/flask --app webhook send-test "hi" --user 15550001111
   watch the replies:           $PARLEY_PUBLIC_URL/sandbox   (JSON: /sandbox/messages)
 Ctrl-C stops everything.
