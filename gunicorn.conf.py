@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,13 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or max(2, len(os.sched_get
 
 try:
     _settings = load_settings()
-except SettingsError:
-    # create_app refuses to start with the one-line reason; nothing to set up here.
-    _settings = None
+except SettingsError as exc:
+    # Refuse here, in the master, before any worker is forked: one line, once. Left to
+    # create_app, every worker would print it and the second failure, arriving while
+    # gunicorn is already halting, ends in a traceback. SystemExit is no Exception, so
+    # gunicorn's config loader lets it through without a traceback of its own.
+    print(" ".join(str(exc).split()), file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 def use_metrics_dir(path: Path) -> bool:
@@ -59,11 +64,10 @@ def use_metrics_dir(path: Path) -> bool:
     return True
 
 
-if _settings is not None:
-    logconfig_dict = gunicorn_log_config(_settings)
-    # Set here, at config load, not in a hook: with --preload the master imports the app
-    # (and prometheus_client) before on_starting runs.
-    use_metrics_dir(_settings.metrics_dir / "web")
+logconfig_dict = gunicorn_log_config(_settings)
+# Set here, at config load, not in a hook: with --preload the master imports the app
+# (and prometheus_client) before on_starting runs.
+use_metrics_dir(_settings.metrics_dir / "web")
 
 
 def on_starting(server: Any) -> None:
