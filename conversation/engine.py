@@ -6,7 +6,9 @@ and they come in as an ``ActionRunner`` the caller supplies; everything else is 
 Which rule answers a message is the table ``ROUTES``, read top to bottom: the first
 route whose rule holds handles the message. A route that ends the live conversation
 (expired, flow gone) routes the message again, now with no conversation. The moves a
-route makes through a template (start, answer, advance) are ``steps.py``.
+route makes through a template (start, answer, advance) are ``steps.py``; the routes of
+the kinds that are not plain answers (events, edits, orders, Flow replies) are
+``kind_routes.py``, which documents their rules.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from conversation.events import InboundEvent
+from conversation.kind_routes import (
+    edit_or_record,
+    is_edit,
+    is_event,
+    is_flow_reply,
+    is_order,
+    record_event,
+    take_flow_reply,
+    take_order,
+)
 from conversation.state import (
     CANCEL_ID,
     RESTART_ID,
@@ -177,8 +189,12 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route("expired", _expired, _end_expired),  # time first: an expired conversation is over
     Route("reaction", _reaction, _record_reaction),  # recorded by the caller, never answered
+    Route("event", is_event, record_event),  # the kinds table's events: recorded, never answered
+    Route("edit", is_edit, edit_or_record),  # re-answers only the latest typed answer
     Route("flow gone", _flow_gone, _end_gone_flow),
     Route("way-out button", _way_out_button, _way_out_choice),  # the engine's own parley:* ids
+    Route("order", is_order, take_order),  # a catalog cart: the order flow, else stored
+    Route("flow reply", is_flow_reply, take_flow_reply),  # a WhatsApp Flow's answers
     Route("no conversation", _no_conversation, _start_or_fall_back),  # a keyword anywhere, else fallback
     Route("cancel word", _cancel_word, _cancel),
     Route("exact keyword", _exact_keyword, _restart),  # a keyword inside an answer is an answer

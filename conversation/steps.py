@@ -40,6 +40,9 @@ from templates.schema import INITIAL, Option, Step, TemplateDef
 log = logging.getLogger(__name__)
 
 INVALID_KEY = "_invalid"  # context keys starting with "_" are bookkeeping, never submitted
+# The customer's latest accepted answer when it was typed into an input step: the message
+# and the step. An edit of exactly that message answers the step again (engine.py).
+ANSWERED_KEY = "_answered"
 MEDIA_NAMES = {
     "image": "images",
     "audio": "voice messages",
@@ -149,7 +152,8 @@ def answer(run: Run, template: TemplateDef, conv: Conversation) -> StepResult:
     target = step.next_step
     if step.validation is not None and step.validation.type == "yes_no" and step.next_steps:
         target = step.next_steps.get(checked.value) or target
-    return advance(run, template, conv, {step.key(conv.step): checked.value}, target)
+    answered = {ANSWERED_KEY: {"wamid": event.wamid, "step": conv.step}}
+    return advance(run, template, conv, {step.key(conv.step): checked.value} | answered, target)
 
 
 def pick(options: list[Option], event: InboundEvent) -> Option | None:
@@ -182,7 +186,7 @@ def invalid(run: Run, template: TemplateDef, conv: Conversation, error: str, res
 def advance(
     run: Run, template: TemplateDef, conv: Conversation, answers: dict[str, Any], target: str | None
 ) -> StepResult:
-    context = {k: v for k, v in conv.context.items() if k != INVALID_KEY} | answers
+    context = {k: v for k, v in conv.context.items() if k not in (INVALID_KEY, ANSWERED_KEY)} | answers
     if target is None:  # the linter refuses such flows; stay put rather than strand anyone
         log.warning("step %s of %s has no transition", conv.step, template.template_name)
         send_step(run, template, conv.step, conv.context)
