@@ -206,6 +206,10 @@ def _message(item: Any, contacts: list[dict[str, Any]], phone_number_id: str) ->
         "raw": item,
     }
     content = _content(row.name, row.kind, body, item, base)  # may fill base's context_wamid
+    change = content.get("identity")
+    if change is not None and change.previous_user_id:
+        # The notice belongs to the customer as parley knows them: by BSUID when Meta names one.
+        base["user"] = UserRef(user_id=change.previous_user_id, phone=change.previous_phone)
     return InboundEvent(kind=row.kind, **base, **content)
 
 

@@ -144,8 +144,8 @@ def test_call_permission_answer_is_recorded_with_its_response() -> None:
 
 def test_user_changed_number_names_old_and_new_identity() -> None:
     event = only_message("system_user_changed_number")
-    # No contacts array in system notices: the sender's phone is who they were.
-    assert (event.user.phone, event.user.user_id) == ("16505551234", None)
+    # No contacts array in system notices: the notice's previous BSUID and sender are who they were.
+    assert (event.user.phone, event.user.user_id) == ("16505551234", "US.13491208655302741918")
     assert event.identity == IdentityChange(
         previous_phone="16505551234",
         previous_user_id="US.13491208655302741918",
@@ -158,6 +158,13 @@ def test_user_changed_user_id_names_old_and_new_bsuid() -> None:
     event = only_message("system_user_changed_user_id")
     assert event.user.key == "US.13491208655302741918"
     assert event.identity == IdentityChange(None, "US.13491208655302741918", None, "US.88012345678901234567")
+
+
+def test_a_number_change_without_a_previous_bsuid_belongs_to_the_old_phone() -> None:
+    data = load("system_user_changed_number")
+    del first_message(data)["system"]["previous_user_id"]
+    event = parse_one(data)
+    assert (event.user.key, event.identity.previous_user_id) == ("16505551234", None)
 
 
 def test_a_bsuid_notice_without_from_is_still_read() -> None:
