@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 FLOW_SUBMISSION = "whatsapp_flow"  # submissions.template_name of Flow answers with no conversation
 ORDER_ACTION = "place_order"
+# What the action is told it runs for when a cart comes in with no order flow to run it.
+NO_FLOW = ("catalog_order", "received")
 
 
 def is_event(run: Run) -> bool:
@@ -86,7 +88,7 @@ def take_order(run: Run) -> StepResult:
         if run.conv is not None:
             run.end(run.conv, EndReason.SWITCHED)
         return start(run, flow, Outcome.STARTED, context=cart)
-    call = ActionCall("", "", run.event.user.key, cart)
+    call = ActionCall(*NO_FLOW, run.event.user.key, cart)
     try:
         produced = run.actions.run(ORDER_ACTION, call)
     except Exception as exc:  # an action is outside code; the customer must not be stranded
