@@ -1,7 +1,7 @@
 """The step machine's part of people in the loop: the paused state and asking for a person.
 
-``engine.py`` lists these in its ``ROUTES`` table and calls ``hand_off_at`` when a customer
-enters a ``handoff: true`` step. Like the engine they only describe what happens (replies,
+``engine.py`` lists these in its ``ROUTES`` table, and ``steps.py`` calls ``hand_off_at``
+when a customer enters a ``handoff: true`` step. Like the engine they only describe what happens (replies,
 effects, an ``Outcome``); the turn writer opens the handoff and keeps the waiting messages.
 """
 
@@ -25,7 +25,8 @@ from templates.normalize import normalize
 
 
 class Turn(Protocol):
-    """What these routes use of the engine's run of one message."""
+    """What these routes use of the engine's run of one message (``steps.Run``, which
+    imports this module, hence a protocol rather than the class)."""
 
     state: CustomerState
     event: InboundEvent
