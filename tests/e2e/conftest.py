@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import fresh_database
-from tests.e2e.stack import Stack, require_redis_server, started
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import Stack, require_redis_server, started
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack import Stack, contact, message, webhook
 from tests.e2e.test_pipeline import new_phone, wait_replies
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import Stack, contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

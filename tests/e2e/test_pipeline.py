@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
 from conversation.models import ConversationState, InboundMessage, Order, OutboundMessage, Submission
-from tests.e2e.stack import (
+from tests.support.graph_stub import GraphStub
+from tests.support.stack import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
     Stack,
@@ -27,7 +28,6 @@ from tests.e2e.stack import (
     wait_until,
     webhook,
 )
-from tests.support.graph_stub import GraphStub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30

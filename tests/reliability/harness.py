@@ -1,4 +1,4 @@
-"""The fault harness: the real stack (tests/e2e/stack.py) plus ways to break it, and a driver.
+"""The fault harness: the real stack (tests/support/stack.py) plus ways to break it, and a driver.
 
 :class:`ChaosStack` runs gunicorn, Celery workers, Beat, a private Redis that persists
 every write (AOF, fsync always), the stub Graph API and a fresh Postgres database, and
@@ -32,9 +32,9 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from tests.e2e.stack import Stack, wait_until, worker_command
 from tests.reliability.audit import Tally, audit
 from tests.reliability.customers import Customer, Msg
+from tests.support.stack import Stack, wait_until, worker_command
 
 # Two prefork workers on every queue: the fault points kill one pool child, which the pool
 # replaces, so each kill costs at most the one send it interrupts. (A threads sender dies

@@ -23,7 +23,7 @@ from sqlalchemy import text
 
 from conversation.db import make_engine
 from tests.conftest import fresh_database
-from tests.e2e.stack import BIN, ROOT, Stack, contact, message, new_workdir, wait_until, webhook
+from tests.support.stack import BIN, ROOT, Stack, contact, message, new_workdir, wait_until, webhook
 from tests.worker.dispatch_helpers import celery_pointer, private_redis, queued_messages, task_args
 from worker import dispatch
 from worker.celery_app import INBOUND_QUEUE

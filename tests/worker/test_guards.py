@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.conftest import service_missing
-from tests.e2e.stack import free_port, wait_until
+from tests.support.stack import free_port, wait_until
 from worker.celery_app import app
 from worker.guards import (
     StartRefused,
