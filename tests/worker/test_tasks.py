@@ -11,6 +11,8 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    # Sent to one worker's own queue (worker/health.py); the default route is never used.
+    "parley.health.probe": INBOUND_QUEUE,
 }
 
 
