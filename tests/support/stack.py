@@ -53,6 +53,11 @@ def worker_command(name: str, pool: tuple[str, ...]) -> list[str]:
     ]  # fmt: skip
 
 
+def node_name(prefix: str) -> str:
+    """The node name Celery gives ``-n prefix@%h`` on this host."""
+    return f"{prefix}@{socket.gethostname()}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,6 +84,8 @@ class Stack:
     # One /metrics port per Celery worker (worker1, worker2).
     worker_metrics_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Worker process name (worker1, ...) → its Celery node name, for the health probe.
+    nodes: dict[str, str] = field(default_factory=dict)
     # True: no Meta token and no WHATSAPP_API_URL, so replies go to the receiver's /sandbox.
     sandbox: bool = False
     # True: Redis persists every write (AOF, fsync always) in workdir, as production needs;
@@ -171,14 +178,49 @@ class Stack:
             "web",
             [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{self.web_port}", *GUNICORN_ARGS],
         )
-        for n, pool in enumerate(WORKER_POOLS, start=1):
-            self._spawn(
-                f"worker{n}",
-                worker_command(f"e2e{n}@%h", pool),
-                PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
-            )
+        for n in range(1, len(WORKER_POOLS) + 1):
+            self.start_worker(n)
         self.start_beat("beat")
         wait_until(self._web_up, 30, "gunicorn")
+        self.wait_workers_consume(60)
+
+    def probe_workers(self, timeout: float) -> dict[str, subprocess.CompletedProcess]:
+        """Run the workers' health check (``python -m worker.health``, as compose does) on
+        every worker at once; the finished processes by worker name."""
+        running = {
+            name: subprocess.Popen(
+                [str(BIN / "python"), "-m", "worker.health", node, "--timeout", f"{timeout:g}"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name, node in self.nodes.items()
+            if name in self.procs
+        }
+        done = {}
+        for name, proc in running.items():
+            out, _ = proc.communicate(timeout=timeout + 30)
+            done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out)
+        return done
+
+    def wait_workers_consume(self, timeout: float) -> None:
+        """Wait until a probe task makes a round trip through every worker: a worker that
+        logged "ready" may still be connecting, and one that stopped consuming fails here."""
+        results = self.probe_workers(timeout)
+        failed = {name: r.stdout.strip() for name, r in results.items() if r.returncode != 0}
+        if failed:
+            raise AssertionError(f"workers not consuming after {timeout:g}s: {failed}")
+
+    def start_worker(self, n: int) -> None:
+        """Worker process ``worker{n}`` with the n-th pool of WORKER_POOLS (1-based)."""
+        self.nodes[f"worker{n}"] = node_name(f"e2e{n}")
+        self._spawn(
+            f"worker{n}",
+            worker_command(f"e2e{n}@%h", WORKER_POOLS[n - 1]),
+            PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
+        )
 
     def start_beat(self, name: str) -> None:
         """A Beat process named ``name`` with a schedule file of its own."""
