@@ -122,7 +122,7 @@ def worker_main(messages: int) -> None:
     import worker.tasks  # noqa: F401 - load what a pool process has loaded
     from bench.customers import FLOW
     from settings import get_settings
-    from tests.support.stack import contact, message, webhook
+    from tests.support.webhooks import contact, message, webhook
     from worker.inbound import process_raw
 
     settings = get_settings()

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import psutil
 
 from bench.common import tree
-from tests.support.stack import BIN, GUNICORN_ARGS, Stack, free_port, wait_until
+from tests.support.ports import free_port
+from tests.support.stack import BIN, GUNICORN_ARGS, Stack, wait_until
 
 ALL_QUEUES = "inbound,outbound,maintenance"
 

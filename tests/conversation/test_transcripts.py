@@ -22,8 +22,8 @@ from conversation.inbound import process_event
 from conversation.models import ConversationState, Order, OutboundMessage, Submission
 from conversation.service import ConversationService
 from templates.loader import load_directory
-from tests.conftest import migrate
 from tests.conversation.transcript import TRANSCRIPTS, Customer, describe, load, matches
+from tests.support.database import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -29,9 +29,10 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.conftest import create_database, drop_database, migrate
+from tests.support.database import create_database, drop_database, migrate
 from tests.support.graph_stub import GraphStub
-from tests.support.stack import APP_SECRET, BIN, Stack, contact, message, new_workdir, wait_until, webhook
+from tests.support.stack import BIN, Stack, new_workdir, wait_until
+from tests.support.webhooks import APP_SECRET, contact, message, webhook
 from webhook.signature import sign
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import fresh_database
+from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
 from tests.support.stack import Stack, require_redis_server, started
 

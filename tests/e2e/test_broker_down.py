@@ -11,10 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.e2e.test_pipeline import new_phone, wait_replies
+from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
-from tests.support.stack import Stack, contact, message, require_redis_server, started, webhook
+from tests.support.stack import Stack, require_redis_server, started
+from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

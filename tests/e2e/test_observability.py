@@ -18,7 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_pipeline import new_phone, say, wait_replies
 from tests.support.graph_stub import GraphStub
-from tests.support.stack import APP_SECRET, BIN, Stack, contact, free_port, message, wait_until, webhook
+from tests.support.ports import free_port
+from tests.support.stack import BIN, Stack, wait_until
+from tests.support.webhooks import APP_SECRET, contact, message, webhook
 from webhook.signature import sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

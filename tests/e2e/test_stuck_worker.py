@@ -28,10 +28,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import fresh_database
 from tests.e2e.test_pipeline import new_phone, wait_replies
+from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
-from tests.support.stack import BIN, ROOT, Stack, contact, message, require_redis_server, started, wait_until, webhook
+from tests.support.stack import BIN, ROOT, Stack, require_redis_server, started, wait_until
+from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

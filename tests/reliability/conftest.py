@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_database
 from tests.reliability.audit import Tally, table
 from tests.reliability.harness import ChaosStack, ensure_postgres_up
+from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
 from tests.support.stack import require_redis_server, started
 

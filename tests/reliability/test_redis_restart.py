@@ -32,11 +32,12 @@ from celery import Celery
 from celery.utils.nodenames import worker_direct
 from redis import Redis
 
-from tests.conftest import fresh_database
 from tests.e2e.test_pipeline import new_phone
 from tests.reliability.harness import restore_unacked
+from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
-from tests.support.stack import Stack, contact, message, require_redis_server, started, webhook
+from tests.support.stack import Stack, require_redis_server, started
+from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

@@ -15,8 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,12 @@ from typing import Any
 
 import requests
 
+from tests.support.ports import free_port
+from tests.support.webhooks import ACCESS_TOKEN, APP_SECRET, VERIFY_TOKEN
 from webhook.signature import sign
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-APP_SECRET = "e2e-app-secret"
-VERIFY_TOKEN = "e2e-verify-token"
-ACCESS_TOKEN = "e2e-access-token"
-PHONE_NUMBER_ID = "100000000000001"
 
 
 # The production shape (docker-compose.yml): a prefork worker runs the engine and Beat's
@@ -56,12 +53,6 @@ def worker_command(name: str, pool: tuple[str, ...]) -> list[str]:
 def node_name(prefix: str) -> str:
     """The node name Celery gives ``-n prefix@%h`` on this host."""
     return f"{prefix}@{socket.gethostname()}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -265,62 +256,6 @@ class Stack:
         return requests.post(f"{self.base_url}/webhook", data=body, headers=h, timeout=10)
 
 
-def message(
-    user: str,
-    text: str | None = None,
-    tap: tuple[str, str] | None = None,
-    wamid: str | None = None,
-    ts: int | None = None,
-    bsuid: str | None = None,
-) -> dict[str, Any]:
-    """One inbound message item (phone ``user``; ``bsuid`` alone makes a username user)."""
-    item: dict[str, Any] = {"id": wamid or f"wamid.E2E{uuid.uuid4().hex}", "timestamp": str(ts or int(time.time()))}
-    if user:
-        item["from"] = user
-    if tap is not None:
-        item["type"] = "interactive"
-        item["interactive"] = {"type": "button_reply", "button_reply": {"id": tap[0], "title": tap[1]}}
-    else:
-        item["type"] = "text"
-        item["text"] = {"body": text or ""}
-    return item
-
-
-def contact(user: str, bsuid: str | None = None, name: str = "Test User") -> dict[str, Any]:
-    c: dict[str, Any] = {"profile": {"name": name}}
-    if user:
-        c["wa_id"] = user
-    if bsuid:
-        c["user_id"] = bsuid
-    return c
-
-
-def webhook(
-    messages: Iterable[dict[str, Any]] = (),
-    contacts: Iterable[dict[str, Any]] = (),
-    statuses: Iterable[dict[str, Any]] = (),
-    phone_number_id: str = PHONE_NUMBER_ID,
-) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
-    }
-    if messages:
-        value["messages"] = list(messages)
-        value["contacts"] = list(contacts)
-    if statuses:
-        value["statuses"] = list(statuses)
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "0", "changes": [{"field": "messages", "value": value}]}],
-    }
-
-
-def combine(*payloads: dict[str, Any]) -> dict[str, Any]:
-    """Several webhook bodies as one batched POST (entries side by side)."""
-    return {"object": "whatsapp_business_account", "entry": [e for p in payloads for e in p["entry"]]}
-
-
 def new_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="parley-e2e-"))
 
@@ -329,7 +264,7 @@ def require_redis_server() -> None:
     """The stack runs a private redis-server; without the binary there is no stack."""
     import shutil
 
-    from tests.conftest import service_missing
+    from tests.support.services import service_missing
 
     if shutil.which("redis-server") is None:
         service_missing("redis-server (binary)", FileNotFoundError("redis-server"))

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import create_database, drop_database, migrate, service_missing
+from tests.support.database import create_database, drop_database, migrate
+from tests.support.services import service_missing
 from tests.support.stack import ROOT, Stack, new_workdir, wait_until
 
 ARTIFACTS = ROOT / "test-artifacts"

@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from conversation import db
 from conversation.models import InboundMessage
 from settings import get_settings
-from tests.conftest import ADMIN_URL, fresh_database
-from tests.support.stack import contact, message, webhook
+from tests.support.database import ADMIN_URL, fresh_database
+from tests.support.webhooks import contact, message, webhook
 from worker.celery_app import _worker_connections
 from worker.inbound import is_transient, process_raw
 

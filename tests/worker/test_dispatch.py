@@ -22,8 +22,9 @@ import redis
 from sqlalchemy import text
 
 from conversation.db import make_engine
-from tests.conftest import fresh_database
-from tests.support.stack import BIN, ROOT, Stack, contact, message, new_workdir, wait_until, webhook
+from tests.support.database import fresh_database
+from tests.support.stack import BIN, ROOT, Stack, new_workdir, wait_until
+from tests.support.webhooks import contact, message, webhook
 from tests.worker.dispatch_helpers import celery_pointer, private_redis, queued_messages, task_args
 from worker import dispatch
 from worker.celery_app import INBOUND_QUEUE, PUBLISHED_HEADER

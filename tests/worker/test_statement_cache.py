@@ -20,7 +20,7 @@ from conversation import db
 from settings import get_settings
 from tests.conftest import engine_with_shipped_flows
 from tests.support.graph_stub import start_stub
-from tests.support.stack import contact, message, webhook
+from tests.support.webhooks import contact, message, webhook
 from worker.graph import GraphClient
 from worker.inbound import process_raw
 from worker.sender import drain
