@@ -1,30 +1,24 @@
 """With the broker down the receiver answers 503 (Meta retries); nothing is lost after.
 
-This module stops Redis, so it runs on a stack of its own: a worker that did not come
-back could otherwise fail every e2e test after it. Many restarts in every shape:
+This module stops Redis, so it runs on the fault stack (tests/e2e/conftest.py), not the
+session's: a worker that did not come back could otherwise fail every e2e test after it. Many restarts in every shape:
 tests/reliability/test_redis_restart.py (make chaos).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.e2e.test_pipeline import new_phone, wait_replies
-from tests.support.database import fresh_database
-from tests.support.graph_stub import GraphStub
-from tests.support.stack import Stack, require_redis_server, started
+from tests.support.stack import Stack
 from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    require_redis_server()
-    with fresh_database() as url, started(Stack, url, GraphStub()) as running:
-        yield running
+@pytest.fixture
+def stack(fault_stack: Stack) -> Stack:
+    return fault_stack
 
 
 def test_broker_stopped_means_503_then_recovery(stack: Stack) -> None:

@@ -8,11 +8,11 @@ restart. Then:
   the other worker's passes, and after ``--restart-after`` failures in a row the check
   stops the worker (SIGTERM), which is what makes compose's ``restart`` replace it;
 - the receiver's ``/readyz`` turns 503 naming ``queues`` once a webhook has waited
-  longer than ``PARLEY_QUEUE_STALL_SECONDS``, and the worker metric
+  longer than ``PARLEY_QUEUE_FAULT_STALL_SECONDS``, and the worker metric
   ``parley_queue_oldest_age_seconds`` shows the age;
 - a fresh worker takes the waiting webhook and it is answered, once.
 
-Its own stack: the test freezes and replaces a worker.
+On the fault stack (tests/e2e/conftest.py): the test freezes and replaces a worker.
 """
 
 from __future__ import annotations
@@ -21,35 +21,22 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.e2e.conftest import FAULT_STALL_SECONDS
 from tests.e2e.test_pipeline import new_phone, wait_replies
-from tests.support.database import fresh_database
-from tests.support.graph_stub import GraphStub
-from tests.support.stack import BIN, ROOT, Stack, require_redis_server, started, wait_until
+from tests.support.stack import BIN, ROOT, Stack, wait_until
 from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
-STALL_SECONDS = 3
 
-
-@dataclass
-class QuickStallStack(Stack):
-    def env(self) -> dict[str, str]:
-        return {**super().env(), "PARLEY_QUEUE_STALL_SECONDS": str(STALL_SECONDS)}
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    require_redis_server()
-    with fresh_database() as url, started(QuickStallStack, url, GraphStub()) as running:
-        yield running
+@pytest.fixture
+def stack(fault_stack: Stack) -> Stack:
+    return fault_stack
 
 
 def health_check(stack: Stack, worker: str, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -109,7 +96,7 @@ def test_a_frozen_consumer_fails_its_health_check_and_is_replaced(stack: Stack, 
         assert body["checks"]["queues"] == "failed: QueueStalled"
         assert body["checks"]["broker"] == body["checks"]["database"] == "ok"
         age = oldest_age_metric(stack, "inbound")
-        assert age is not None and age >= STALL_SECONDS
+        assert age is not None and age >= FAULT_STALL_SECONDS
 
         second = health_check(stack, "worker1", state, "--restart-after", "2", "--pid", str(worker.pid))
         assert second.returncode == 1 and "stopping the worker" in second.stderr, second.stderr

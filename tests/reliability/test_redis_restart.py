@@ -39,7 +39,13 @@ from tests.support.graph_stub import GraphStub
 from tests.support.stack import Stack, require_redis_server, started
 from tests.support.webhooks import contact, message, webhook
 
-pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.e2e,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.timeout(900),  # 90 s when workers resume; a stalled run waits 10 s per restart
+]
 
 RESTARTS = 24
 RESUME_WITHIN_SECONDS = 10.0
@@ -198,6 +204,7 @@ def test_every_worker_consumes_after_each_redis_restart(stack: Stack, capsys: py
         restart(stack, shape, senders)
         seen = prober.time_to_resume(RESUME_WITHIN_SECONDS)
         late = [what for what, seconds in seen.items() if seconds is None]
+        late += [f"{name} exited ({proc.returncode})" for name, proc in stack.procs.items() if proc.poll() is not None]
         if late:
             stalls.append(f"restart {n + 1} ({shape}): {', '.join(late)} not consuming")
         else:
