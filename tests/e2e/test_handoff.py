@@ -22,10 +22,11 @@ from sqlalchemy.engine import Engine
 from conversation.handoff_models import Handoff
 from conversation.models import InboundMessage, OutboundMessage, utcnow
 from settings import DEV_ADMIN_TOKEN
-from tests.conftest import fresh_database
-from tests.e2e.stack import Stack, contact, message, new_workdir, require_redis_server, wait_until, webhook
+from tests.support.database import fresh_database
 from tests.support.event_receiver import Receiver
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import Stack, new_workdir, require_redis_server, wait_until
+from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30

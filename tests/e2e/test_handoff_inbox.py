@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from settings import DEV_ADMIN_TOKEN
-from tests.conftest import service_missing
-from tests.e2e.stack import Stack, contact, message, webhook
 from tests.support.graph_stub import GraphStub
+from tests.support.services import service_missing
+from tests.support.stack import Stack
+from tests.support.webhooks import contact, message, webhook
 from tests.webhook.console.test_simulator_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from settings import DEV_ADMIN_TOKEN
-from tests.e2e.stack import Stack
+from tests.support.stack import Stack
 from tests.webhook.console.test_simulator_browser import ARTIFACTS, browser, sandbox_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
