@@ -48,7 +48,6 @@ class HandoffStack(Stack):
             PARLEY_EVENTS_SECRET=SECRET,
             PARLEY_HANDOFF_TIMEOUT_HOURS="1",
             PARLEY_EXPIRE_INTERVAL_SECONDS="1",  # Beat's timeout release runs every second
-            PARLEY_WORKER_METRICS_PORT="0",
         )
         return env
 
