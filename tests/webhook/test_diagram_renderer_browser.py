@@ -4,7 +4,9 @@
 (pinned below and in its README). The test takes the DOT the CLI prints for the coffee
 order (``templates graph new_order --format dot``), with every ``dot`` taken off PATH,
 and has Debian's chromium (driven by Playwright, as the simulator's browser test does)
-turn it into SVG with the vendored file alone. The screenshot stays in test-artifacts/.
+turn it into SVG with the vendored file alone; then it opens the file ``--format html``
+writes, offline. Every label must fit inside its box in the font the page draws with.
+The screenshots stay in test-artifacts/.
 """
 
 from __future__ import annotations
