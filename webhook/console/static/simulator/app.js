@@ -353,6 +353,7 @@ async function showDiagram(template, step) {
     vizReady = vizReady || Viz.instance();
     svg = (await vizReady).renderSVGElement(dot);
   } catch (err) {
+    vizReady = null; // a renderer that failed to start is tried afresh next time
     if (key === sim.diagramKey) box.replaceChildren(el("p", "muted", "could not draw the diagram: " + err.message));
     return;
   }
