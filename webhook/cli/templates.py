@@ -15,7 +15,9 @@ from flask.cli import AppGroup
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
+from templates.lint import LintError
 from templates.loader import load_directory
+from templates.message_templates import load_catalogue
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
 
@@ -28,14 +30,19 @@ def _load(directory: str) -> tuple[dict, list]:
 @templates_cli.command("validate")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def validate_templates(directory: str) -> None:
-    """Check every flow in DIRECTORY; exit 1 on any error (one line per error)."""
+    """Check every flow in DIRECTORY and its message templates; exit 1 on any error (one line per error)."""
     templates, errors = _load(directory)
+    catalogue = load_catalogue(Path(directory))
+    errors = sorted({*errors, *catalogue.errors}, key=LintError.sort_key)
     for error in errors:
         click.echo(str(error), err=True)
     if errors:
         click.echo(f"{len(errors)} error(s); no template in {directory} is valid until they are fixed.", err=True)
         sys.exit(1)
     click.echo(f"{len(templates)} template(s) OK: {', '.join(sorted(templates))}")
+    names = sorted(catalogue.catalogue.names())
+    if names:
+        click.echo(f"{len(names)} message template(s) OK: {', '.join(names)}")
 
 
 @templates_cli.command("load")

@@ -51,10 +51,10 @@ SCHEMAS: dict[str, Any] = {
     "NotificationRequest": {
         **_obj(
             ["to", "idempotency_key"],
-            to={"type": "string", "description": "phone number with country code, or BSUID"},
-            idempotency_key={"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+            to={"type": "string", "pattern": r"\S", "description": "phone number with country code, or BSUID"},
+            idempotency_key={"type": "string", "pattern": r"\S", "maxLength": MAX_KEY},
             template={**_template, "additionalProperties": False},
-            text={"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "description": "inside the window only"},
+            text={"type": "string", "pattern": r"\S", "maxLength": MAX_TEXT, "description": "inside the window only"},
             phone_number_id={"type": "string", "description": "default: the number the customer last wrote to"},
         ),
         "oneOf": [{"required": ["template"]}, {"required": ["text"]}],
