@@ -17,6 +17,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from conversation import consent_route
 from conversation.content import interactive, step_messages, text_message, way_out_message
 from conversation.events import InboundEvent
 from conversation.state import (
@@ -242,6 +243,7 @@ ROUTES: tuple[Route, ...] = (
     Route("expired", _expired, _end_expired),  # time first: an expired conversation is over
     Route("reaction", _reaction, _record_reaction),  # recorded by the caller, never answered
     Route("flow gone", _flow_gone, _end_gone_flow),
+    Route("opt-out/opt-in word", consent_route.is_consent_word, consent_route.change_consent),  # even handed off
     Route("way-out button", _way_out_button, _way_out_choice),  # the engine's own parley:* ids
     Route("no conversation", _no_conversation, _start_or_fall_back),  # a keyword anywhere, else fallback
     Route("cancel word", _cancel_word, _cancel),

@@ -25,12 +25,23 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from conversation import consent, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
+from conversation.consent_route import confirmations
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
-from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
+from conversation.state import (
+    ConsentChanged,
+    Conversation,
+    CustomerState,
+    Ended,
+    EngineConfig,
+    Entered,
+    FallbackSent,
+    Submit,
+)
 from conversation.template_cache import TEMPLATE_CACHE
 from settings import Settings
 from templates.schema import INITIAL, TemplateDef
@@ -46,6 +57,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         fallback_text=settings.fallback_text,
         fallback_period=timedelta(seconds=settings.fallback_period_seconds),
         default_expiry=timedelta(hours=settings.default_expiry_hours),
+        opt_out_words=settings.opt_out_words,
+        opt_in_words=settings.opt_in_words,
+        **confirmations(settings.default_language, settings.opt_out_words, settings.opt_in_words),
     )
 
 
@@ -132,6 +146,8 @@ def process_event(
     if inbound_id is None:
         return InboundResult(duplicate=True, user_key=user_key)
     contact = lock_contact(session, event, now)
+    # Any message opens (or refreshes) the customer's 24-hour window on this number.
+    window.record_inbound(session, user_key, event.phone_number_id, window.opened_at(event.timestamp, now))
     conn = session.connection()
     row = conn.execute(sql.STATE_FOR_UPDATE, {"k": user_key}).first()
     state = CustomerState(
@@ -174,6 +190,8 @@ def process_event(
             )
         elif isinstance(effect, FallbackSent):
             conn.execute(sql.SET_FALLBACK, {"k": user_key, "now": now})
+        elif isinstance(effect, ConsentChanged):
+            consent.apply_change(session, user_key, effect.change, now)
         elif isinstance(effect, Entered):
             events.append(_event(user_key, effect.template, effect.step, "entered", now))
         elif isinstance(effect, Ended):

@@ -266,6 +266,7 @@ def test_the_routes_are_tried_in_this_order():
         "expired",
         "reaction",
         "flow gone",
+        "opt-out/opt-in word",
         "way-out button",
         "no conversation",
         "cancel word",
