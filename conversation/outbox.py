@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from conversation.events import StatusEvent
-from conversation.models import Contact, InboundMessage, OutboundMessage, SandboxMessage, utcnow
+from conversation.models import Contact, CustomerWindow, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 
 LEASE = timedelta(seconds=60)
 OPEN = ("pending", "sending")
@@ -61,6 +61,7 @@ class Job:
     attempts: int
     inbound_wamid: str | None = None  # the customer message it answers: logs' correlation id
     created_at: datetime | None = None  # reply latency is measured from here
+    last_inbound_at: datetime | None = None  # the customer's last message to this number: their window
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,13 @@ _JOB_COLUMNS = (
     OutboundMessage.inbound_wamid,
     OutboundMessage.created_at,
     OutboundMessage.next_attempt_at,
+    select(CustomerWindow.last_inbound_at)
+    .where(
+        CustomerWindow.user_key == OutboundMessage.user_key,
+        CustomerWindow.phone_number_id == OutboundMessage.phone_number_id,
+    )
+    .scalar_subquery()
+    .label("last_inbound_at"),
 )
 
 
@@ -156,7 +164,8 @@ def take(session: Session, user_key: str, now: datetime) -> list[Job] | Wait | N
         if row.next_attempt_at is not None and row.next_attempt_at > now:
             break
         batch.append(Job(row.id, row.kind, row.phone_number_id, row.to_phone, row.to_user_id,
-                         dict(row.content), row.attempts + 1, row.inbound_wamid, row.created_at))  # fmt: skip
+                         dict(row.content), row.attempts + 1, row.inbound_wamid, row.created_at,
+                         row.last_inbound_at))  # fmt: skip
         if row.kind == "message":
             break
     if not batch:
