@@ -259,12 +259,24 @@ def users_to_sweep(session: Session, now: datetime, grace: timedelta, limit: int
     return list(session.scalars(stmt))
 
 
+# A notification's row is its idempotency key: a client retrying days later (after an
+# outage, from a queue of its own) must find it, not send again. Kept at least this long
+# whatever the retention, beyond Meta's own webhook retries of up to 7 days.
+KEEP_IDEMPOTENCY_KEYS = timedelta(days=8)
+
+
 def prune(session: Session, older_than: datetime) -> dict[str, int]:
-    """Drop message logs past retention; open outbox rows are never pruned."""
+    """Drop message logs past retention; open outbox rows are never pruned, keyed ones
+    (notifications) not before KEEP_IDEMPOTENCY_KEYS."""
     counts = {}
     counts["inbound"] = session.execute(delete(InboundMessage).where(InboundMessage.received_at < older_than)).rowcount
+    keys_until = min(older_than, utcnow() - KEEP_IDEMPOTENCY_KEYS)
     counts["outbound"] = session.execute(
-        delete(OutboundMessage).where(OutboundMessage.created_at < older_than, OutboundMessage.status.in_(FINAL))
+        delete(OutboundMessage).where(
+            OutboundMessage.created_at < older_than,
+            OutboundMessage.status.in_(FINAL),
+            or_(OutboundMessage.idempotency_key.is_(None), OutboundMessage.created_at < keys_until),
+        )
     ).rowcount
     counts["sandbox"] = session.execute(delete(SandboxMessage).where(SandboxMessage.created_at < older_than)).rowcount
     return counts
