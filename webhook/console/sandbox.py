@@ -20,7 +20,9 @@ from sqlalchemy import or_, select
 
 from conversation.db import session_scope
 from conversation.models import InboundMessage, SandboxMessage
+from conversation.template_messages import render
 from settings import Settings, get_settings
+from templates.message_templates import Catalogue, load_catalogue
 from webhook import sandbox_enabled
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
@@ -36,6 +38,7 @@ BUTTONS_MAX, BUTTON_TITLE_MAX, BUTTON_ID_MAX = 3, 20, 256
 LIST_BUTTON_MAX, SECTIONS_MAX, ROWS_MAX = 20, 10, 10
 SECTION_TITLE_MAX, ROW_ID_MAX, ROW_TITLE_MAX, ROW_DESCRIPTION_MAX = 24, 200, 24, 72
 MEDIA_HEADERS = ("image", "video", "document")
+TEMPLATE_NAME_MAX, TEMPLATE_PARAMETER_MAX = 512, 1024
 
 
 class Invalid(Exception):
@@ -180,9 +183,45 @@ def validate(body: Any) -> tuple[str, str | None]:
             raise Invalid("text.preview_url must be true or false")
     elif kind == "interactive":
         _interactive(body.get("interactive"))
+    elif kind == "template":
+        _template(body.get("template"))
     else:
-        raise Invalid("type must be 'text' or 'interactive' in the sandbox")
+        raise Invalid("type must be 'text', 'interactive' or 'template' in the sandbox")
     return "message", to or recipient
+
+
+def _template(template: Any) -> None:
+    """The shape of a template send; whether the business has that template is the catalogue's."""
+    template = _obj(template, "template")
+    _text(template.get("name"), "template.name", TEMPLATE_NAME_MAX)
+    _text(_obj(template.get("language"), "template.language").get("code"), "template.language.code", 15)
+    for i, component in enumerate(template.get("components") or []):
+        component = _obj(component, f"template.components[{i}]")
+        if component.get("type") not in ("header", "body", "button"):
+            raise Invalid(f"template.components[{i}].type must be 'header', 'body' or 'button'")
+        for j, parameter in enumerate(
+            _items(component.get("parameters"), f"template.components[{i}].parameters", 1, 100)
+        ):
+            where = f"template.components[{i}].parameters[{j}]"
+            parameter = _obj(parameter, where)
+            if parameter.get("type") == "text":
+                _text(parameter.get("text"), f"{where}.text", TEMPLATE_PARAMETER_MAX)
+
+
+def _unknown_template(body: dict[str, Any]) -> tuple[Response, int] | None:
+    """Meta's answer to a template the business does not have, in that language, with
+    those parameters (132001, 132000); None when the catalogue declares it so."""
+    if body.get("type") != "template":
+        return None
+    catalogue = load_catalogue(_settings().templates_dir).catalogue
+    template = body["template"]
+    name, language = template["name"], template["language"]["code"]
+    if catalogue.get(name, language) is None:
+        return _graph_error(404, 132001, "Template name does not exist in the translation", f"{name} ({language})")
+    if render(body, catalogue) is None:
+        details = "Number of parameters does not match the expected number of params"
+        return _graph_error(400, 132000, "Number of parameters does not match the expected number of params", details)
+    return None
 
 
 def _settings() -> Settings:
@@ -199,6 +238,9 @@ def messages(version: str, phone_number_id: str) -> tuple[Response, int]:
     except Invalid as exc:
         return _graph_error(400, 100, "Invalid parameter", str(exc))
     body = request.get_json()
+    refused = _unknown_template(body)
+    if refused is not None:
+        return refused
     wamid = "wamid.SANDBOX" + uuid.uuid4().hex.upper()
     with session_scope() as session:
         if kind == "mark_read":
@@ -225,8 +267,10 @@ def _reader(session: Any, message_id: str) -> str | None:
     return user_key
 
 
-def _row(m: SandboxMessage) -> dict[str, Any]:
+def _row(m: SandboxMessage, catalogue: Catalogue) -> dict[str, Any]:
+    shown = render(m.body, catalogue) if m.kind == "message" else None
     return {
+        **({"rendered": shown.as_dict()} if shown is not None else {}),
         "id": m.id,
         "wamid": m.wamid,
         "phone_number_id": m.phone_number_id,
@@ -255,13 +299,20 @@ def list_messages() -> Response | tuple[Response, int]:
         query = query.where(or_(*(SandboxMessage.recipient == f for f in forms)))
     with session_scope() as session:
         rows = session.scalars(query.order_by(SandboxMessage.id).limit(limit)).all()
-        return jsonify([_row(m) for m in rows])
+        catalogue = load_catalogue(_settings().templates_dir).catalogue
+        return jsonify([_row(m, catalogue) for m in rows])
 
 
-def _summary(body: dict[str, Any]) -> tuple[str, list[str]]:
+def _summary(body: dict[str, Any], catalogue: Catalogue) -> tuple[str, list[str]]:
     """What the user would see: the text, and the buttons or rows to tap."""
     if body.get("status") == "read":
         return "✓✓ read", []
+    if body.get("type") == "template":
+        shown = render(body, catalogue)
+        if shown is None:
+            return f"[template {body.get('template', {}).get('name')}]", []
+        parts = [f"*{shown.header}*" if shown.header else "", shown.body, f"_{shown.footer}_" if shown.footer else ""]
+        return "\n".join(p for p in parts if p) + f"\n(template {shown.name}, {shown.language})", shown.buttons
     if body.get("type") == "text":
         return str(body.get("text", {}).get("body", "")), []
     interactive = body.get("interactive", {})
@@ -294,7 +345,8 @@ def page() -> str:
     with session_scope() as session:
         latest = session.scalars(select(SandboxMessage).order_by(SandboxMessage.id.desc()).limit(50)).all()
         # render_template_string autoescapes: message text is user-controlled.
-        return render_template_string(PAGE, rows=[(m, *_summary(m.body)) for m in latest])
+        catalogue = load_catalogue(_settings().templates_dir).catalogue
+        return render_template_string(PAGE, rows=[(m, *_summary(m.body, catalogue)) for m in latest])
 
 
 def init_app(app: Flask) -> None:
