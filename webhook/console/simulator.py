@@ -27,8 +27,10 @@ from conversation import history
 from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService, to_definition
+from conversation.template_messages import with_rendered
 from settings import Settings
 from templates.diagrams import GraphvizMissing, build_graph, render, to_mermaid
+from templates.message_templates import Catalogue, load_catalogue
 from webhook import simulator_enabled
 from webhook.console import replays
 from webhook.console.webhooks import (
@@ -66,6 +68,10 @@ def business_number(session: Session, settings: Settings) -> str:
 
 def _settings() -> Settings:
     return current_app.config["PARLEY_SETTINGS"]
+
+
+def _catalogue() -> Catalogue:
+    return load_catalogue(_settings().templates_dir).catalogue
 
 
 @bp.before_request
@@ -156,14 +162,17 @@ def list_replies() -> Response:
     except ValueError:
         raise BadInput("after_id must be a whole number") from None
     with session_scope() as session:
-        return jsonify(messages=history.replies(session, user, sandbox=_settings().sandbox, after_id=after_id))
+        found = history.replies(session, user, sandbox=_settings().sandbox, after_id=after_id)
+    return jsonify(messages=with_rendered(found, _catalogue()))
 
 
 @bp.get("/api/history")
 def thread() -> Response:
     user = normalize_user(request.args.get("user"))
     with session_scope() as session:
-        return jsonify(history.thread(session, user, sandbox=_settings().sandbox))
+        found = history.thread(session, user, sandbox=_settings().sandbox)
+    with_rendered(found["items"], _catalogue())
+    return jsonify(found)
 
 
 @bp.get("/api/diagram/<template>")
@@ -241,4 +250,6 @@ def replay() -> tuple[Response, int]:
 
 def init_app(app: Flask) -> None:
     if simulator_enabled(app.config["PARLEY_SETTINGS"]):
+        from webhook.console import simulator_notify  # noqa: F401 (its routes join bp)
+
         app.register_blueprint(bp)
