@@ -132,6 +132,12 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
     return ContactFacts(row.last_fallback_at, row.profile_name)
 
 
+def lock_recipient(session: Session, user_key: str, phone: str | None, user_id: str | None) -> datetime | None:
+    """Lock (upsert) the contacts row of a customer the business writes to first; when they opted out."""
+    params = {"user_key": user_key, "phone": phone, "user_id": user_id}
+    return session.connection().execute(sql.RECIPIENT_UPSERT, params).scalar()
+
+
 def process_event(
     session: Session,
     event: InboundEvent,

@@ -23,13 +23,13 @@ from sqlalchemy.orm import Session
 
 from conversation import window
 from conversation.models import Contact, utcnow
+from conversation.notification_requests import parse_request
 from conversation.notifications import (
     Created,
     NotificationRefused,
     NotificationRequest,
     create_notification,
     get_notification,
-    parse_request,
     resolve,
 )
 from conversation.order_notices import OrderNotFound, order_ready

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversation.notifications import MAX_KEY, MAX_TEXT, PUBLIC_STATUS
+from conversation.notification_requests import MAX_KEY, MAX_TEXT
+from conversation.notifications import PUBLIC_STATUS
 
 
 def _ref(name: str) -> dict[str, Any]:
