@@ -18,6 +18,7 @@ from conversation.service import ConversationService, TemplateInvalid, to_defini
 from templates.lint import LintError
 from templates.loader import load_directory
 from templates.message_templates import load_catalogue
+from templates.template_uses import flow_template_uses, lint_template_uses
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
 
@@ -33,7 +34,11 @@ def validate_templates(directory: str) -> None:
     """Check every flow in DIRECTORY and its message templates; exit 1 on any error (one line per error)."""
     templates, errors = _load(directory)
     catalogue = load_catalogue(Path(directory))
-    errors = sorted({*errors, *catalogue.errors}, key=LintError.sort_key)
+    uses = [
+        use for name, t in templates.items() for use in flow_template_uses(str(Path(directory) / f"{name}.yaml"), t)
+    ]
+    used = lint_template_uses(uses, catalogue.catalogue) if not catalogue.errors else []
+    errors = sorted({*errors, *catalogue.errors, *used}, key=LintError.sort_key)
     for error in errors:
         click.echo(str(error), err=True)
     if errors:

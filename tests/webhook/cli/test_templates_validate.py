@@ -30,3 +30,19 @@ def test_a_broken_message_template_fails_the_directory(tmp_path: Path) -> None:
     code, output = validate(tmp_path / "flows")
     assert code == 1
     assert "order_ready: category:" in output and "error(s)" in output
+
+
+def test_a_reminder_naming_an_undeclared_template_or_an_unknown_placeholder_fails(tmp_path: Path) -> None:
+    flow = SHIPPED / "new_order.yaml"
+    text = flow.read_text()
+    assert "name: order_reminder" in text and "Still there, {profile_name}?" in text
+    for n, (old, new, expected) in enumerate(
+        [
+            ("name: order_reminder", "name: order_nudge", "reminder_template: no message template named 'order_nudge'"),
+            ("Still there, {profile_name}?", "Still there, {nickname}?", "step confirmation: reminder: "),
+        ]
+    ):
+        shutil.copytree(SHIPPED, tmp_path / f"flows{n}")
+        (tmp_path / f"flows{n}" / "new_order.yaml").write_text(text.replace(old, new))
+        code, output = validate(tmp_path / f"flows{n}")
+        assert code == 1 and expected in output, output
