@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from conversation import consent, window
+from conversation import consent, reminders, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.consent_route import confirmations
@@ -161,7 +161,8 @@ def process_event(
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
     )
-    result = handle(TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session))
+    templates = TEMPLATE_CACHE.get(session)
+    result = handle(templates, state, event, now, config, Actions(session))
 
     if result.conversation is None:
         if row is not None:
@@ -177,6 +178,7 @@ def process_event(
             "context": conv.context,
             "last": conv.last_interaction,
             "expires": conv.expires_at,
+            "remind": reminders.due_at(templates, conv, now),
             "now": now,
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})

@@ -78,6 +78,7 @@ _STATE_FIELDS = {
     "context": bindparam("context", type_=_state.c.context.type),
     "last_interaction": bindparam("last", type_=_state.c.last_interaction.type),
     "expires_at": bindparam("expires", type_=_state.c.expires_at.type),
+    "remind_at": bindparam("remind", type_=_state.c.remind_at.type),
     "updated_at": bindparam("now", type_=_state.c.updated_at.type),
 }
 STATE_INSERT = _state.insert().values(

@@ -15,11 +15,12 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from conversation import outbox
+from conversation import outbox, reminder_sweep
 from conversation.db import is_transient, session_scope
 from conversation.logs import clear_context
 from conversation.models import utcnow
 from conversation.service import ConversationService
+from conversation.template_cache import TEMPLATE_CACHE
 from settings import get_settings
 from worker import metrics
 from worker.celery_app import app
@@ -145,6 +146,18 @@ def sweep_outbox() -> int:
         hand_off(user_key)
     if users:
         log.info("outbox sweep handed on customers", extra={"count": len(users)})
+    return len(users)
+
+
+@app.task(base=ParleyTask, name="parley.maintenance.send_reminders", soft_time_limit=240, time_limit=270)
+def send_reminders() -> int:
+    """Queue the flows' due reminders (each once, whatever runs this twice), then hand them on."""
+    with session_scope() as session:
+        users = reminder_sweep.send_due(session, TEMPLATE_CACHE.get(session), utcnow())
+    for user_key in users:
+        hand_off(user_key)
+    if users:
+        log.info("reminders queued", extra={"count": len(users)})
     return len(users)
 
 

@@ -29,6 +29,7 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    "parley.maintenance.send_reminders": MAINTENANCE_QUEUE,
 }
 
 
