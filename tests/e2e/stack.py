@@ -180,6 +180,11 @@ class Stack:
         self.start_beat("beat")
         wait_until(self._web_up, 30, "gunicorn")
 
+    def start_worker(self, n: int) -> None:
+        """Worker ``n`` again (1: inbound and maintenance, 2: outbound), as ``start`` runs it."""
+        command = worker_command(f"e2e{n}@%h", WORKER_POOLS[n - 1])
+        self._spawn(f"worker{n}", command, PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]))
+
     def start_beat(self, name: str) -> None:
         """A Beat process named ``name`` with a schedule file of its own."""
         schedule = str(self.workdir / f"{name}-schedule")
