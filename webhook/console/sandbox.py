@@ -24,6 +24,7 @@ from conversation.template_messages import render
 from settings import Settings, get_settings
 from templates.message_templates import Catalogue, load_catalogue
 from webhook import sandbox_enabled
+from webhook.console import sandbox_templates
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -38,7 +39,6 @@ BUTTONS_MAX, BUTTON_TITLE_MAX, BUTTON_ID_MAX = 3, 20, 256
 LIST_BUTTON_MAX, SECTIONS_MAX, ROWS_MAX = 20, 10, 10
 SECTION_TITLE_MAX, ROW_ID_MAX, ROW_TITLE_MAX, ROW_DESCRIPTION_MAX = 24, 200, 24, 72
 MEDIA_HEADERS = ("image", "video", "document")
-TEMPLATE_NAME_MAX, TEMPLATE_PARAMETER_MAX = 512, 1024
 
 
 class Invalid(Exception):
@@ -184,44 +184,12 @@ def validate(body: Any) -> tuple[str, str | None]:
     elif kind == "interactive":
         _interactive(body.get("interactive"))
     elif kind == "template":
-        _template(body.get("template"))
+        problem = sandbox_templates.shape_problem(body.get("template"))
+        if problem is not None:
+            raise Invalid(problem)
     else:
         raise Invalid("type must be 'text', 'interactive' or 'template' in the sandbox")
     return "message", to or recipient
-
-
-def _template(template: Any) -> None:
-    """The shape of a template send; whether the business has that template is the catalogue's."""
-    template = _obj(template, "template")
-    _text(template.get("name"), "template.name", TEMPLATE_NAME_MAX)
-    _text(_obj(template.get("language"), "template.language").get("code"), "template.language.code", 15)
-    for i, component in enumerate(template.get("components") or []):
-        component = _obj(component, f"template.components[{i}]")
-        if component.get("type") not in ("header", "body", "button"):
-            raise Invalid(f"template.components[{i}].type must be 'header', 'body' or 'button'")
-        for j, parameter in enumerate(
-            _items(component.get("parameters"), f"template.components[{i}].parameters", 1, 100)
-        ):
-            where = f"template.components[{i}].parameters[{j}]"
-            parameter = _obj(parameter, where)
-            if parameter.get("type") == "text":
-                _text(parameter.get("text"), f"{where}.text", TEMPLATE_PARAMETER_MAX)
-
-
-def _unknown_template(body: dict[str, Any]) -> tuple[Response, int] | None:
-    """Meta's answer to a template the business does not have, in that language, with
-    those parameters (132001, 132000); None when the catalogue declares it so."""
-    if body.get("type") != "template":
-        return None
-    catalogue = load_catalogue(_settings().templates_dir).catalogue
-    template = body["template"]
-    name, language = template["name"], template["language"]["code"]
-    if catalogue.get(name, language) is None:
-        return _graph_error(404, 132001, "Template name does not exist in the translation", f"{name} ({language})")
-    if render(body, catalogue) is None:
-        details = "Number of parameters does not match the expected number of params"
-        return _graph_error(400, 132000, "Number of parameters does not match the expected number of params", details)
-    return None
 
 
 def _settings() -> Settings:
@@ -238,9 +206,10 @@ def messages(version: str, phone_number_id: str) -> tuple[Response, int]:
     except Invalid as exc:
         return _graph_error(400, 100, "Invalid parameter", str(exc))
     body = request.get_json()
-    refused = _unknown_template(body)
-    if refused is not None:
-        return refused
+    if body.get("type") == "template":
+        refused = sandbox_templates.refusal(body, load_catalogue(_settings().templates_dir).catalogue)
+        if refused is not None:
+            return _graph_error(*refused)
     wamid = "wamid.SANDBOX" + uuid.uuid4().hex.upper()
     with session_scope() as session:
         if kind == "mark_read":
@@ -308,11 +277,7 @@ def _summary(body: dict[str, Any], catalogue: Catalogue) -> tuple[str, list[str]
     if body.get("status") == "read":
         return "✓✓ read", []
     if body.get("type") == "template":
-        shown = render(body, catalogue)
-        if shown is None:
-            return f"[template {body.get('template', {}).get('name')}]", []
-        parts = [f"*{shown.header}*" if shown.header else "", shown.body, f"_{shown.footer}_" if shown.footer else ""]
-        return "\n".join(p for p in parts if p) + f"\n(template {shown.name}, {shown.language})", shown.buttons
+        return sandbox_templates.summary(body, catalogue)
     if body.get("type") == "text":
         return str(body.get("text", {}).get("body", "")), []
     interactive = body.get("interactive", {})
