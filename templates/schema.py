@@ -22,6 +22,8 @@ INITIAL = "initial"
 ALIAS_SUFFIX = "_flow"
 # Reserved option ids the engine itself puts on its "way out" menu.
 RESERVED_PREFIX = "parley:"
+# What a flow with ``trigger: order`` finds in its context: the catalog cart that started it.
+ORDER_CONTEXT = frozenset({"cart_items", "cart_summary", "cart_total", "cart_currency", "cart_note", "catalog_id"})
 
 # WhatsApp's limits on interactive messages: Meta refuses a message over any of them.
 MAX_BUTTONS = 3
@@ -281,6 +283,8 @@ class TemplateDef(Strict):
     is_active: bool = True
     priority: int = 0
     expiry_hours: int | None = Field(default=None, ge=1, le=24 * 30)
+    # ``order``: the flow starts when a customer sends a cart from the catalog.
+    trigger: Literal["order"] | None = None
     description: str | None = None
     menu_structure: MenuStructure
 

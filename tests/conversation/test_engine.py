@@ -265,9 +265,13 @@ def test_the_routes_are_tried_in_this_order():
     assert [r.name for r in ROUTES] == [
         "expired",
         "reaction",
+        "event",
+        "edit",
         "flow gone",
         "opt-out/opt-in word",
         "way-out button",
+        "order",
+        "flow reply",
         "no conversation",
         "cancel word",
         "exact keyword",
