@@ -200,11 +200,12 @@ def play(payloads: list[dict[str, Any]], settings: Settings, fresh: bool, deadli
     could take one customer's messages in the other order. Stops at ``deadline``.
     """
     tag = uuid.uuid4().hex[:8]
+    shift = replays.shift_to(payloads, time.time()) if fresh else 0
     results: list[dict[str, Any]] = []
     for index, recorded in enumerate(payloads):
         if time.monotonic() > deadline:
             break
-        body = replays.refresh(recorded, tag) if fresh else recorded
+        body = replays.refresh(recorded, tag, shift) if fresh else recorded
         result: dict[str, Any] = {"index": index, "users": replays.users_of(body)}
         try:
             answer = post_webhook(body, settings)
