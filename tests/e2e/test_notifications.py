@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 
 from conversation.models import OutboundMessage
 from settings import DEV_ADMIN_TOKEN
-from tests.e2e.stack import BIN, PHONE_NUMBER_ID, ROOT, Stack, contact, message, wait_until, webhook
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import BIN, ROOT, Stack, wait_until
+from tests.support.webhooks import PHONE_NUMBER_ID, contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30

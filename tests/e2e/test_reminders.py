@@ -15,8 +15,9 @@ from sqlalchemy.engine import Engine
 
 from conversation.models import ConversationState, OutboundMessage
 from settings import DEV_ADMIN_TOKEN
-from tests.e2e.stack import Stack, contact, message, wait_until, webhook
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import Stack, wait_until
+from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
