@@ -19,6 +19,7 @@ from conversation.state import EngineConfig
 from conversation.template_cache import TEMPLATE_CACHE
 from templates.loader import load_directory
 from tests.conversation.test_turn import T0, ann
+from tests.conversation.transcript import Customer
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "15550001111"
@@ -32,12 +33,13 @@ def session(db_session: Session) -> Session:
     return db_session
 
 
-def at_confirmation(session: Session) -> None:
+def at_confirmation(session: Session) -> Customer:
     """Ann orders 2 coffees and leaves the confirmation unanswered (it reminds after 30m)."""
     who = ann()
     for said in ({"send": "order"}, {"tap": "coffee"}, {"send": "2"}):
         event = who.event(said)
         turn.process_event(session, event, EngineConfig(), now=event.timestamp)
+    return who  # the same builder goes on: its message ids never repeat
 
 
 def remind_at(session: Session):
@@ -81,9 +83,9 @@ def test_once_the_window_has_closed_the_template_goes(session: Session) -> None:
 
 
 def test_an_answer_moves_the_reminder_and_an_opted_out_customer_gets_none(session: Session) -> None:
-    at_confirmation(session)
+    who = at_confirmation(session)
     first = remind_at(session)
-    event = ann().event({"send": "maybe"})  # not an option: the step stays, and waits afresh
+    event = who.event({"send": "maybe"})  # not an option: the step stays, and waits afresh
     turn.process_event(session, event, EngineConfig(), now=first - timedelta(minutes=1))
     assert remind_at(session) == first - timedelta(minutes=1) + timedelta(minutes=30)
     consent.apply_change(session, PHONE, "opt_out", first)
