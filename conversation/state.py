@@ -40,6 +40,8 @@ class Outcome(StrEnum):
     UNKNOWN_KIND = "unknown_kind"  # a kind parley does not know: kept, counted, not answered
     ORDER_RECEIVED = "order_received"  # a cart with no order flow: stored and acknowledged
     SUBMITTED = "submitted"  # a Flow's answers with no conversation live: kept as a submission
+    HANDED_OFF = "handed_off"  # a handoff step or word: a person takes over
+    WAITING = "waiting"  # a message while handed off: kept for the person, never answered
     OPTED_OUT = "opted_out"
     OPTED_IN = "opted_in"
 
@@ -53,6 +55,7 @@ class EndReason(StrEnum):
     SWITCHED = "switched"
     RESTARTED = "restarted"
     TEMPLATE_GONE = "template_gone"
+    HANDED_OFF = "handed_off"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Texts:
     cancel_title: str = "Cancel"
     template_gone: str = "Sorry, that menu is no longer available."
     order_received: str = "Thank you! We received your order {order_id}: {cart_summary}. We'll be in touch shortly."
+    handed_off: str = "Okay, I'm passing you to a person from our team. They will reply here."
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class EngineConfig:
     fallback_text: str = "Sorry, I didn't get that. Send *hi* to see the menu."
     fallback_period: timedelta = timedelta(hours=1)
     default_expiry: timedelta = timedelta(hours=24)
+    handoff_words: tuple[str, ...] = ()
     texts: Texts = field(default_factory=Texts)
     # Notifications: the words that opt a customer out and back in, and the confirmations.
     opt_out_words: tuple[str, ...] = ("stop", "unsubscribe")
@@ -108,6 +113,8 @@ class CustomerState:
     conversation: Conversation | None
     last_fallback_at: datetime | None = None
     profile_name: str | None = None
+    # An open handoff: a person has the customer, and the bot is paused for them.
+    handed_off: bool = False
 
 
 # Effects the caller carries out in the same transaction.
@@ -142,13 +149,21 @@ class FallbackSent:
 
 
 @dataclass(frozen=True)
+class HandOff:
+    """Hand the customer to a person: from a flow's handoff step, or (both None) the handoff word."""
+
+    template: str | None = None
+    step: str | None = None
+
+
+@dataclass(frozen=True)
 class ConsentChanged:
     """The customer opted out of notifications (``opt_out``) or back in (``opt_in``)."""
 
     change: Literal["opt_out", "opt_in"]
 
 
-Effect = Submit | Ended | Entered | FallbackSent | ConsentChanged
+Effect = Submit | Ended | Entered | FallbackSent | HandOff | ConsentChanged
 
 
 @dataclass(frozen=True)

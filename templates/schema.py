@@ -221,6 +221,8 @@ class Step(Strict):
     next_steps: dict[str, Annotated[str, StringConstraints(min_length=1)]] | None = None
     action: Name | HttpAction | None = None
     end_conversation: bool = False
+    # Sends its prompt, then a person takes over (templates/handoff_step.py has its rules).
+    handoff: bool = False
     # A reminder when the customer has not answered for this long: the text inside their
     # 24-hour window, the message template once it has closed (either may be left out).
     remind_after: Duration | None = None

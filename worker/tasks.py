@@ -15,7 +15,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from conversation import outbox, reminder_sweep
+from conversation import event_outbox, handoff, outbox, reminder_sweep
 from conversation.db import is_transient, session_scope
 from conversation.logs import clear_context
 from conversation.models import utcnow
@@ -24,6 +24,7 @@ from conversation.template_cache import TEMPLATE_CACHE
 from settings import get_settings
 from worker import metrics
 from worker.celery_app import app
+from worker.event_delivery import EventPoster, deliver_due
 from worker.graph_api import GraphClient
 from worker.inbound import process_raw
 from worker.sender import drain
@@ -104,7 +105,7 @@ def process_payload(raw: str) -> dict[str, int]:
 
     The counts it returns are what the worker's "succeeded" log line shows of the payload.
     """
-    return asdict(process_raw(raw, get_settings(), hand_off))
+    return asdict(process_raw(raw, get_settings(), hand_off, deliver_events_soon))
 
 
 @app.task(
@@ -121,9 +122,13 @@ def process_payload(raw: str) -> dict[str, int]:
 def deliver(user_key: str) -> dict[str, int]:
     """Send one customer's pending replies in order. Safe to run twice: a lease serializes it
     (``busy``: another sender held it and sends them)."""
-    result = drain(user_key, graph_client(), get_settings().send_max_attempts)
+    settings = get_settings()
+    events = settings.events_url is not None
+    result = drain(user_key, graph_client(), settings.send_max_attempts, events)
     if result.retry_in is not None:
         deliver.apply_async(args=[user_key], countdown=result.retry_in)
+    if result.failed and events:
+        deliver_events_soon()
     return {"sent": result.sent, "failed": result.failed, "busy": result.busy}
 
 
@@ -164,5 +169,59 @@ def send_reminders() -> int:
 @app.task(base=ParleyTask, name="parley.maintenance.prune_logs", soft_time_limit=240, time_limit=270)
 def prune_logs() -> dict[str, int]:
     settings = get_settings()
+    older_than = utcnow() - timedelta(days=settings.retention_days)
     with session_scope() as session:
-        return outbox.prune(session, utcnow() - timedelta(days=settings.retention_days))
+        counts = outbox.prune(session, older_than)
+        counts["handoffs"] = handoff.prune(session, older_than)
+        counts["events"] = event_outbox.prune(session, older_than)
+    return counts
+
+
+@app.task(base=ParleyTask, name="parley.maintenance.release_handoffs", soft_time_limit=240, time_limit=270)
+def release_handoffs() -> int:
+    """Give back to the bot every customer no person has written to for PARLEY_HANDOFF_TIMEOUT_HOURS."""
+    timeout = timedelta(hours=get_settings().handoff_timeout_hours)
+    with session_scope() as session:
+        released = handoff.release_lapsed(session, utcnow(), timeout)
+    if released:
+        log.info("handoffs released after the timeout", extra={"count": len(released)})
+    return len(released)
+
+
+@lru_cache(maxsize=1)
+def event_poster() -> EventPoster | None:
+    """One HTTP client per worker process; None when no PARLEY_EVENTS_URL is set."""
+    settings = get_settings()
+    if settings.events_url is None or settings.events_secret is None:
+        return None
+    return EventPoster(settings.events_url, settings.events_secret)
+
+
+# Few per pass: each leased event must be posted before its lease runs out, even if every
+# POST before it takes its whole timeout.
+EVENTS_PER_PASS = 4
+
+
+@app.task(base=ParleyTask, name="parley.events.deliver", soft_time_limit=240, time_limit=270)
+def deliver_events() -> dict[str, int]:
+    """POST every due event to PARLEY_EVENTS_URL; one that fails is due again after its backoff.
+
+    Run after a commit that recorded events, and by Beat for the retries. Two at once take
+    different rows (each row is leased), so a burst of runs is harmless.
+    """
+    poster = event_poster()
+    delivered = failed = 0
+    while poster is not None:
+        report = deliver_due(session_scope, poster, limit=EVENTS_PER_PASS)
+        delivered, failed = delivered + report.delivered, failed + report.failed
+        if report.delivered + report.failed < EVENTS_PER_PASS:
+            break
+    return {"delivered": delivered, "failed": failed}
+
+
+def deliver_events_soon() -> None:
+    """Ask a worker to post the events just committed; if the broker refuses, Beat's run does."""
+    try:
+        deliver_events.apply_async()
+    except Exception as exc:
+        log.warning("event delivery deferred to the next scheduled run: %s", exc.__class__.__name__)

@@ -269,6 +269,8 @@ def test_the_routes_are_tried_in_this_order():
         "edit",
         "flow gone",
         "opt-out/opt-in word",
+        "handed off",
+        "handoff word",
         "way-out button",
         "order",
         "flow reply",

@@ -11,7 +11,7 @@ from typing import Any
 
 from conversation.state import EndReason
 from templates.schema import TemplateDef
-from webhook.console import notifications_openapi
+from webhook.console import handoffs_openapi, notifications_openapi
 
 REF = "#/components/schemas/{model}"
 MAX_LIMIT, MAX_OFFSET = 1000, 10**9
@@ -117,6 +117,9 @@ SCHEMAS: dict[str, Any] = {
 }
 if set(SCHEMAS) & set(_flow_defs):  # both live in components/schemas
     raise RuntimeError(f"schema names clash: {set(SCHEMAS) & set(_flow_defs)}")
+if set(SCHEMAS) & set(handoffs_openapi.SCHEMAS):
+    raise RuntimeError(f"schema names clash: {set(SCHEMAS) & set(handoffs_openapi.SCHEMAS)}")
+SCHEMAS.update(handoffs_openapi.SCHEMAS)
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -268,6 +271,8 @@ PATHS: dict[str, Any] = {
         },
     },
 }
+
+PATHS.update(handoffs_openapi.PATHS)
 
 _parts = (notifications_openapi,)
 for _part in _parts:  # each feature's routes describe themselves beside their code
