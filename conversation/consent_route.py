@@ -8,7 +8,7 @@ one confirmation goes out, and the turn marks the contact (``ConsentChanged``).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conversation.consent import consent_change
 from conversation.events import InboundEvent
@@ -22,6 +22,9 @@ from conversation.state import (
     StepResult,
 )
 from conversation.texts import load_catalogues
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 
 class Turn(Protocol):
@@ -67,3 +70,9 @@ def confirmations(language: str, opt_out_words: tuple[str, ...], opt_in_words: t
     texts = load_catalogues(language).default
     values = {"opt_in_word": next(iter(opt_in_words), ""), "opt_out_word": next(iter(opt_out_words), "")}
     return {"opted_out_text": texts.text("opted_out", **values), "opted_in_text": texts.text("opted_in", **values)}
+
+
+def engine_settings(settings: Settings) -> dict[str, Any]:
+    """The ``EngineConfig`` fields of this route, from the deployment's settings."""
+    words = {"opt_out_words": settings.opt_out_words, "opt_in_words": settings.opt_in_words}
+    return {**words, **confirmations(settings.default_language, settings.opt_out_words, settings.opt_in_words)}

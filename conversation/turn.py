@@ -25,10 +25,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from conversation import consent, handoff_turn, reminders, window
+from conversation import consent, consent_route, handoff_turn, reminders, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
-from conversation.consent_route import confirmations
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
@@ -58,9 +57,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         fallback_period=timedelta(seconds=settings.fallback_period_seconds),
         default_expiry=timedelta(hours=settings.default_expiry_hours),
         handoff_words=settings.handoff_words,
-        opt_out_words=settings.opt_out_words,
-        opt_in_words=settings.opt_in_words,
-        **confirmations(settings.default_language, settings.opt_out_words, settings.opt_in_words),
+        **consent_route.engine_settings(settings),
     )
 
 
