@@ -1,7 +1,7 @@
 """Celery tasks: thin envelopes (names, queues, limits) over plain functions.
 
 What every task needs around its work (the soft time limit, retrying a database outage,
-a clean log context) is :class:`ParleyTask`'s, so each task below is only its work.
+a clean log context) is :class:`worker.task_base.ParleyTask`'s, so each task below is only its work.
 """
 
 from __future__ import annotations
@@ -10,14 +10,9 @@ import logging
 from dataclasses import asdict
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
-
-from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from conversation import event_outbox, handoff, outbox, reminder_sweep
-from conversation.db import is_transient, session_scope
-from conversation.logs import clear_context
+from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService
 from conversation.template_cache import TEMPLATE_CACHE
@@ -28,49 +23,9 @@ from worker.event_delivery import EventPoster, deliver_due
 from worker.graph_api import GraphClient
 from worker.inbound import process_raw
 from worker.sender import drain
+from worker.task_base import ParleyTask
 
 log = logging.getLogger(__name__)
-
-
-class ParleyTask(Task):
-    """The base of every parley task: its soft time limit, transient retries and log context.
-
-    - Past its soft time limit, a task with ``soft_limit_countdown`` is tried again after
-      that many seconds (what it committed so far stays; every task is idempotent); one
-      without stops, and the next scheduled run carries on.
-    - A database outage (``is_transient``) is retried after ``transient_backoff``:
-      ``(first, cap)`` seconds, doubling per retry up to ``cap``, at most ``max_retries``.
-      Any other error is raised as it is: retrying a bug only repeats it.
-    - The correlation fields of the log are cleared before and after, because worker
-      threads and processes run one task after another.
-    """
-
-    soft_limit_countdown: float | None = None
-    transient_backoff: tuple[float, float] = (10.0, 60.0)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        clear_context()
-        try:
-            return super().__call__(*args, **kwargs)
-        except SoftTimeLimitExceeded:
-            if self.soft_limit_countdown is None:
-                log.warning("task stopped at its soft time limit", extra={"task": self.name})
-                return None
-            log.warning("task retried after its soft time limit", extra={"task": self.name})
-            raise self.retry(countdown=self.soft_limit_countdown) from None
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            countdown = self.transient_countdown(self.request.retries)
-            log.warning("database unavailable, task retried", extra={"task": self.name, "countdown": countdown})
-            raise self.retry(exc=exc, countdown=countdown) from exc
-        finally:
-            clear_context()
-
-    def transient_countdown(self, retries: int) -> float:
-        """Seconds before retry number ``retries + 1`` of a database outage."""
-        first, cap = self.transient_backoff
-        return min(first * 2**retries, cap)
 
 
 @lru_cache(maxsize=1)
