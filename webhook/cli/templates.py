@@ -19,7 +19,7 @@ from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
 from templates.lint import LintError
 from templates.loader import lint_definitions, load_directory, load_file
-from templates.message_templates import load_catalogue
+from templates.message_templates import CATALOGUE_FILE, load_catalogue
 from templates.template_uses import flow_template_uses, lint_template_uses
 
 SHIPPED = Path(templates_package.__file__).parent  # the flows that come with parley
@@ -49,9 +49,11 @@ def validate_templates(paths: tuple[str, ...]) -> None:
         templates, found = _load(str(path)) if path.is_dir() else _load_beside_shipped(path)
         valid.update(templates)
         errors.extend(found)
-        # The message templates of the flows' folder: their own rules, and the flows' uses of them.
-        catalogue = load_catalogue(path if path.is_dir() else path.parent)
-        messages.update(catalogue.catalogue.names())
+        # The message templates of the flows' folder (a lone file without one: the shipped
+        # ones, as for its flows): their own rules, and the flows' uses of them.
+        catalogue = load_catalogue(_catalogue_folder(path))
+        if path.is_dir():  # a folder's own catalogue is reported; a lone file's is only used
+            messages.update(catalogue.catalogue.names())
         errors.extend(catalogue.errors)
         uses = [u for name, t in templates.items() for u in flow_template_uses(_source(path, name), t)]
         errors.extend(lint_template_uses(uses, catalogue.catalogue) if not catalogue.errors else [])
@@ -64,6 +66,12 @@ def validate_templates(paths: tuple[str, ...]) -> None:
     click.echo(f"{len(valid)} template(s) OK: {', '.join(sorted(valid))}")
     if messages:
         click.echo(f"{len(messages)} message template(s) OK: {', '.join(sorted(messages))}")
+
+
+def _catalogue_folder(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    return path.parent if (path.parent / CATALOGUE_FILE).is_file() else SHIPPED
 
 
 def _source(path: Path, name: str) -> str:
