@@ -102,7 +102,16 @@ class ConversationState(Base):
     """A customer's live conversation. At most one per user, enforced by ``user_key``."""
 
     __tablename__ = "conversation_state"
-    __table_args__ = (Index("ix_conversation_state_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_conversation_state_expires_at", "expires_at"),
+        # The reminder sweep's only question; most conversations wait for no reminder.
+        Index(
+            "ix_conversation_state_remind_at",
+            "remind_at",
+            postgresql_where=text("remind_at IS NOT NULL"),
+            sqlite_where=text("remind_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # BSUID when known, else the phone number: the identity a conversation belongs to.
@@ -114,6 +123,8 @@ class ConversationState(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     last_interaction: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the current step's reminder is due (its remind_after); None: none is, or it went.
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from conversation.keywords import KeywordIndex
 from templates.schema import ALIAS_SUFFIX, RESERVED_PREFIX, HttpAction, TemplateDef
@@ -42,6 +42,8 @@ class Outcome(StrEnum):
     SUBMITTED = "submitted"  # a Flow's answers with no conversation live: kept as a submission
     HANDED_OFF = "handed_off"  # a handoff step or word: a person takes over
     WAITING = "waiting"  # a message while handed off: kept for the person, never answered
+    OPTED_OUT = "opted_out"
+    OPTED_IN = "opted_in"
 
 
 class EndReason(StrEnum):
@@ -83,6 +85,11 @@ class EngineConfig:
     default_expiry: timedelta = timedelta(hours=24)
     handoff_words: tuple[str, ...] = ()
     texts: Texts = field(default_factory=Texts)
+    # Notifications: the words that opt a customer out and back in, and the confirmations.
+    opt_out_words: tuple[str, ...] = ("stop", "unsubscribe")
+    opt_in_words: tuple[str, ...] = ("subscribe",)
+    opted_out_text: str = "You won't get notifications from us any more. Send *subscribe* to get them again."
+    opted_in_text: str = "You're subscribed again. Send *stop* any time to stop notifications."
 
     def expiry(self, template: TemplateDef, now: datetime) -> datetime:
         """When a conversation in ``template`` that moved at ``now`` expires: the flow's own hours, else the default."""
@@ -149,7 +156,14 @@ class HandOff:
     step: str | None = None
 
 
-Effect = Submit | Ended | Entered | FallbackSent | HandOff
+@dataclass(frozen=True)
+class ConsentChanged:
+    """The customer opted out of notifications (``opt_out``) or back in (``opt_in``)."""
+
+    change: Literal["opt_out", "opt_in"]
+
+
+Effect = Submit | Ended | Entered | FallbackSent | HandOff | ConsentChanged
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,22 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from conversation import handoff_turn
+from conversation import consent, consent_route, handoff_turn, reminders, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
-from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
+from conversation.state import (
+    ConsentChanged,
+    Conversation,
+    CustomerState,
+    Ended,
+    EngineConfig,
+    Entered,
+    FallbackSent,
+    Submit,
+)
 from conversation.template_cache import TEMPLATE_CACHE
 from settings import Settings
 from templates.schema import INITIAL, TemplateDef
@@ -48,6 +57,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         fallback_period=timedelta(seconds=settings.fallback_period_seconds),
         default_expiry=timedelta(hours=settings.default_expiry_hours),
         handoff_words=settings.handoff_words,
+        **consent_route.engine_settings(settings),
     )
 
 
@@ -121,6 +131,12 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
     return ContactFacts(row.last_fallback_at, row.profile_name)
 
 
+def lock_recipient(session: Session, user_key: str, phone: str | None, user_id: str | None) -> datetime | None:
+    """Lock (upsert) the contacts row of a customer the business writes to first; when they opted out."""
+    params = {"user_key": user_key, "phone": phone, "user_id": user_id}
+    return session.connection().execute(sql.RECIPIENT_UPSERT, params).scalar()
+
+
 def process_event(
     session: Session,
     event: InboundEvent,
@@ -139,6 +155,8 @@ def process_event(
     if inbound_id is None:
         return InboundResult(duplicate=True, user_key=user_key)
     contact = lock_contact(session, event, now)
+    # Any message opens (or refreshes) the customer's 24-hour window on this number.
+    window.record_inbound(session, user_key, event.phone_number_id, window.opened_at(event.timestamp, now))
     conn = session.connection()
     row = conn.execute(sql.STATE_FOR_UPDATE, {"k": user_key}).first()
     state = CustomerState(
@@ -147,7 +165,8 @@ def process_event(
         profile_name=contact.profile_name,
         handed_off=handoff_turn.is_handed_off(session, user_key),
     )
-    result = handle(TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session))
+    templates = TEMPLATE_CACHE.get(session)
+    result = handle(templates, state, event, now, config, Actions(session))
 
     if result.conversation is None:
         if row is not None:
@@ -163,6 +182,7 @@ def process_event(
             "context": conv.context,
             "last": conv.last_interaction,
             "expires": conv.expires_at,
+            "remind": reminders.due_at(templates, conv, now),
             "now": now,
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
@@ -188,6 +208,8 @@ def process_event(
                 recorded += 1
         elif isinstance(effect, FallbackSent):
             conn.execute(sql.SET_FALLBACK, {"k": user_key, "now": now})
+        elif isinstance(effect, ConsentChanged):
+            consent.apply_change(session, user_key, effect.change, now)
         elif isinstance(effect, Entered):
             rows_of_events.append(_event(user_key, effect.template, effect.step, "entered", now))
         elif isinstance(effect, Ended):

@@ -42,6 +42,14 @@ CONTACT_UPSERT = (
     .bindparams(bindparam("now", type_=Contact.last_seen_at.type))
     .columns(Contact.last_fallback_at, Contact.profile_name)
 )
+# The business writes first (a notification): lock the customer's row as the inbound path
+# does, without counting it as the customer being seen.
+RECIPIENT_UPSERT = text(
+    "INSERT INTO contacts (user_key, phone_number, user_id, pair_limit_hits) VALUES (:user_key, :phone, :user_id, 0)"
+    " ON CONFLICT (user_key) DO UPDATE SET phone_number = coalesce(contacts.phone_number, excluded.phone_number),"
+    " user_id = coalesce(contacts.user_id, excluded.user_id)"
+    " RETURNING opted_out_at"
+).columns(Contact.opted_out_at)
 SET_OUTCOME = (
     update(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).values(outcome=bindparam("outcome"))
 )
@@ -70,6 +78,7 @@ _STATE_FIELDS = {
     "context": bindparam("context", type_=_state.c.context.type),
     "last_interaction": bindparam("last", type_=_state.c.last_interaction.type),
     "expires_at": bindparam("expires", type_=_state.c.expires_at.type),
+    "remind_at": bindparam("remind", type_=_state.c.remind_at.type),
     "updated_at": bindparam("now", type_=_state.c.updated_at.type),
 }
 STATE_INSERT = _state.insert().values(

@@ -268,6 +268,7 @@ def test_the_routes_are_tried_in_this_order():
         "event",
         "edit",
         "flow gone",
+        "opt-out/opt-in word",
         "handed off",
         "handoff word",
         "way-out button",

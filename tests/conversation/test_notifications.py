@@ -21,6 +21,7 @@ from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.consent import apply_change
 from conversation.events import UserRef
 from conversation.models import Contact, Order, OutboundMessage
+from conversation.notification_requests import parse_request
 from conversation.notifications import (
     Invalid,
     NotificationRequest,
@@ -29,7 +30,6 @@ from conversation.notifications import (
     WindowClosed,
     create_notification,
     get_notification,
-    parse_request,
     resolve,
 )
 from conversation.order_notices import OrderNotFound, order_ready

@@ -31,6 +31,7 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    "parley.maintenance.send_reminders": MAINTENANCE_QUEUE,
     "parley.maintenance.release_handoffs": MAINTENANCE_QUEUE,
     "parley.events.deliver": OUTBOUND_QUEUE,
     # Sent to one worker's own queue (worker/health.py); the default route is never used.

@@ -19,6 +19,8 @@ from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
 from templates.lint import LintError
 from templates.loader import lint_definitions, load_directory, load_file
+from templates.message_templates import CATALOGUE_FILE, load_catalogue
+from templates.template_uses import flow_template_uses, lint_template_uses
 
 SHIPPED = Path(templates_package.__file__).parent  # the flows that come with parley
 # The browser build of Graphviz the simulator draws with; `graph --format html` embeds it.
@@ -35,23 +37,45 @@ def _load(directory: str) -> tuple[dict, list]:
 @templates_cli.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 def validate_templates(paths: tuple[str, ...]) -> None:
-    """Check flow files and folders; exit 1 on any error (one line per error).
+    """Check flow files and folders, and the message templates beside them; exit 1 on any error.
 
     A folder is checked as one set; a single file is checked with the flows parley ships
     (replacing the one of its name), so its switches to other flows resolve.
     """
     valid: set[str] = set()
+    messages: set[str] = set()
     errors: list[LintError] = []
     for path in map(Path, paths):
         templates, found = _load(str(path)) if path.is_dir() else _load_beside_shipped(path)
         valid.update(templates)
         errors.extend(found)
+        # The message templates of the flows' folder (a lone file without one: the shipped
+        # ones, as for its flows): their own rules, and the flows' uses of them.
+        catalogue = load_catalogue(_catalogue_folder(path))
+        if path.is_dir():  # a folder's own catalogue is reported; a lone file's is only used
+            messages.update(catalogue.catalogue.names())
+        errors.extend(catalogue.errors)
+        uses = [u for name, t in templates.items() for u in flow_template_uses(_source(path, name), t)]
+        errors.extend(lint_template_uses(uses, catalogue.catalogue) if not catalogue.errors else [])
+    errors = sorted(set(errors), key=LintError.sort_key)
     for error in errors:
         click.echo(str(error), err=True)
     if errors:
         click.echo(f"{len(errors)} error(s); a flow with an error is not valid until it is fixed.", err=True)
         sys.exit(1)
     click.echo(f"{len(valid)} template(s) OK: {', '.join(sorted(valid))}")
+    if messages:
+        click.echo(f"{len(messages)} message template(s) OK: {', '.join(sorted(messages))}")
+
+
+def _catalogue_folder(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    return path.parent if (path.parent / CATALOGUE_FILE).is_file() else SHIPPED
+
+
+def _source(path: Path, name: str) -> str:
+    return str(path / f"{name}.yaml") if path.is_dir() else str(path)
 
 
 def _load_beside_shipped(file: Path) -> tuple[dict, list]:

@@ -35,7 +35,10 @@ def misspelled_copy(tmp_path: Path) -> Path:
 def test_validate_a_folder() -> None:
     done = run("validate", str(SHIPPED))
     assert done.exit_code == 0, done.stderr
-    assert done.stdout == "4 template(s) OK: account, main_menu, new_order, support\n"
+    assert done.stdout == (
+        "4 template(s) OK: account, main_menu, new_order, support\n"
+        "2 message template(s) OK: order_ready, order_reminder\n"
+    )
 
 
 def test_validate_one_file_resolves_switches_to_the_shipped_flows(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -384,6 +385,15 @@ def test_replay_posts_every_body_in_order_duplicates_included(
         recorded[1]["entry"][0]["changes"][0]["value"]["messages"][0]["id"] + "."
     )  # ... with a fresh id
     assert sent[4] == recorded[4]  # statuses untouched, out of order as recorded
+    # ... and sent now, as a customer inside the 24-hour window, one after the other as recorded
+    stamps = [
+        int(m["timestamp"])
+        for b in sent
+        for e in b["entry"]
+        for c in e["changes"]
+        for m in c["value"].get("messages", [])
+    ]
+    assert abs(max(stamps) - time.time()) < 60 and stamps == sorted(stamps)
 
 
 def test_replay_of_an_upload_as_recorded(client: FlaskClient, receiver: Receiver, quick_replay: None) -> None:

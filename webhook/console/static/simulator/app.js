@@ -121,6 +121,8 @@ function botBubble(reply) {
     bubble.append(text);
   } else if (content.type === "interactive") {
     renderInteractive(wrap, bubble, content.interactive || {}, reply.wamid);
+  } else if (content.type === "template" && typeof renderTemplate === "function") {
+    renderTemplate(bubble, reply); // notify.js
   } else {
     bubble.append(el("div", "text muted", `[${content.type || reply.kind}]`));
   }
