@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from conversation.keywords import KeywordIndex
 from templates.schema import ALIAS_SUFFIX, RESERVED_PREFIX, HttpAction, TemplateDef
+from templates.translations import by_language
 
 # The engine's own "way out" buttons; the schema keeps flows off this prefix.
 RETRY_ID, RESTART_ID, CANCEL_ID = f"{RESERVED_PREFIX}retry", f"{RESERVED_PREFIX}restart", f"{RESERVED_PREFIX}cancel"
@@ -157,19 +158,25 @@ class ActionRunner(Protocol):
 
 
 class TemplateSet:
-    """Validated templates plus their keyword index; built once per template revision."""
+    """Validated templates, each in its languages, plus the keyword index of every
+    language (a keyword says which language it starts); built once per template revision."""
 
     def __init__(self, templates: Mapping[str, TemplateDef]) -> None:
         self.templates = dict(templates)
+        self.languages = {name: by_language(t) for name, t in self.templates.items()}
         self.keywords = KeywordIndex(
-            (kw, t.template_name, t.priority)
-            for t in self.templates.values()
-            if t.is_active
-            for kw in t.trigger_keywords
+            (kw, name, flow.priority, language)
+            for name, flows in self.languages.items()
+            if self.templates[name].is_active
+            for language, flow in flows.items()
+            for kw in flow.trigger_keywords
         )
 
-    def get(self, name: str) -> TemplateDef | None:
+    def get(self, name: str, language: str | None = None) -> TemplateDef | None:
+        """Template ``name`` (or its ``_flow`` alias) in ``language`` when it has it, else in its own."""
+        if name not in self.templates and name.endswith(ALIAS_SUFFIX):
+            name = name[: -len(ALIAS_SUFFIX)]
         template = self.templates.get(name)
-        if template is None and name.endswith(ALIAS_SUFFIX):
-            template = self.templates.get(name[: -len(ALIAS_SUFFIX)])
-        return template if template is not None and template.is_active else None
+        if template is None or not template.is_active:
+            return None
+        return self.languages[name].get(language) or template if language else template

@@ -261,6 +261,10 @@ class TemplateDef(Strict):
     priority: int = 0
     expiry_hours: int | None = Field(default=None, ge=1, le=24 * 30)
     description: str | None = None
+    # The language of the texts below (a code like en or pt_BR; None: the deployment's
+    # default), and per other language only texts, checked by translation_checks.py.
+    language: str | None = None
+    translations: dict[str, Any] | None = None
     menu_structure: MenuStructure
 
     @model_validator(mode="after")
