@@ -19,6 +19,7 @@ from typing import Any
 
 from conversation.content import interactive, step_messages, text_message, way_out_message
 from conversation.events import InboundEvent
+from conversation.keywords import Match
 from conversation.state import (
     CANCEL_ID,
     RESTART_ID,
@@ -38,7 +39,8 @@ from conversation.state import (
     TemplateSet,
     Texts,
 )
-from conversation.validation import check, expected
+from conversation.validation import check
+from conversation.voice import Voice, conversation_language, voice
 from templates.normalize import normalize
 from templates.placeholders import render
 from templates.schema import INITIAL, RESERVED_PREFIX, Option, Step, TemplateDef
@@ -46,15 +48,6 @@ from templates.schema import INITIAL, RESERVED_PREFIX, Option, Step, TemplateDef
 log = logging.getLogger(__name__)
 
 INVALID_KEY = "_invalid"  # context keys starting with "_" are bookkeeping, never submitted
-MEDIA_NAMES = {
-    "image": "images",
-    "audio": "voice messages",
-    "video": "videos",
-    "document": "documents",
-    "sticker": "stickers",
-    "location": "locations",
-    "contacts": "contact cards",
-}
 
 
 @dataclass
@@ -68,21 +61,26 @@ class _Run:
     config: EngineConfig
     actions: ActionRunner
     conv: Conversation | None = None
+    language: str | None = None  # the customer's: the conversation's, else their last one's
     messages: list[dict[str, Any]] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
 
     @property
+    def voice(self) -> Voice:
+        return voice(self.config, self.language)
+
+    @property
     def texts(self) -> Texts:
-        return self.config.texts
+        return self.voice.texts
 
     @property
     def template(self) -> TemplateDef | None:
-        return self.templates.get(self.conv.template) if self.conv is not None else None
+        return self.templates.get(self.conv.template, self.conv.language) if self.conv is not None else None
 
     @cached_property
-    def keyword(self) -> str | None:
-        """The template whose keyword is exactly the text, if any (asked by rule and handler)."""
-        return self.templates.keywords.exact(self.event.text or "") if self.event.kind == "text" else None
+    def keyword(self) -> Match | None:
+        """The flow and language whose keyword is exactly the text, if any (asked by rule and handler)."""
+        return self.templates.keywords.exact_match(self.event.text or "") if self.event.kind == "text" else None
 
     def say(self, body: str) -> None:
         self.messages.append(text_message(body))
@@ -92,7 +90,7 @@ class _Run:
         self.conv = None
 
     def values(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        return {"profile_name": self.state.profile_name or "there", **context}
+        return {"profile_name": self.state.profile_name or self.voice.profile_name, **context}
 
     def result(self, conversation: Conversation | None, outcome: Outcome) -> StepResult:
         return StepResult(conversation, self.messages, self.effects, outcome)
@@ -110,7 +108,9 @@ def handle(
     actions: ActionRunner,
 ) -> StepResult:
     """Advance one customer by one inbound message. Never raises for customer input."""
-    return _route(_Run(templates, state, event, now, config, actions, conv=state.conversation))
+    conv = state.conversation
+    language = conv.language if conv is not None else state.language
+    return _route(_Run(templates, state, event, now, config, actions, conv=conv, language=language))
 
 
 # --- rules: facts about the message and the live conversation -----------------------
@@ -140,8 +140,7 @@ def _no_conversation(run: _Run) -> bool:
 
 
 def _cancel_word(run: _Run) -> bool:
-    words = {normalize(w) for w in run.config.cancel_words}
-    return run.event.kind == "text" and normalize(run.event.text or "") in words
+    return run.event.kind == "text" and normalize(run.event.text or "") in run.voice.cancel_words
 
 
 def _exact_keyword(run: _Run) -> bool:
@@ -199,12 +198,13 @@ def _start_or_fall_back(run: _Run) -> StepResult:
     if event.kind == "choice" and event.choice_id:
         candidates.append(event.choice_id)
     for text in candidates:
-        name = run.templates.keywords.search(text)
-        if name is not None:
-            return _start(run, name, Outcome.STARTED)
+        match = run.templates.keywords.search_match(text)
+        if match is not None:
+            run.language = conversation_language(run.config, match.language)
+            return _start(run, match.template, Outcome.STARTED)
     last = run.state.last_fallback_at
     if last is None or run.now - last >= run.config.fallback_period:
-        run.say(run.config.fallback_text)
+        run.say(run.voice.fallback)
         run.effects.append(FallbackSent())
         return run.result(None, Outcome.FALLBACK)
     return run.result(None, Outcome.IGNORED)
@@ -221,7 +221,8 @@ def _restart(run: _Run) -> StepResult:
     conv, _ = _live(run)
     assert run.keyword is not None
     run.end(conv, EndReason.RESTARTED)
-    return _start(run, run.keyword, Outcome.RESTARTED)
+    run.language = conversation_language(run.config, run.keyword.language)  # a keyword sets the language
+    return _start(run, run.keyword.template, Outcome.RESTARTED)
 
 
 def _answer_step(run: _Run) -> StepResult:
@@ -259,14 +260,14 @@ def _route(run: _Run) -> StepResult:
 
 
 def _start(run: _Run, name: str, outcome: Outcome, context: dict[str, Any] | None = None) -> StepResult:
-    template = run.templates.get(name)
+    template = run.templates.get(name, run.language)
     if template is None:  # a keyword or switch that points nowhere; the linter prevents it
         log.warning("template %s is not available", name)
         run.say(run.texts.template_gone)
         return run.result(None, Outcome.IGNORED)
     ctx = dict(context or {})
     run.messages.append(interactive(template.entry_message(), run.values(ctx)))
-    conv = Conversation(template.template_name, INITIAL, ctx, run.expiry(template), run.now)
+    conv = Conversation(template.template_name, INITIAL, ctx, run.expiry(template), run.now, run.language)
     run.effects.append(Entered(template.template_name, INITIAL))
     return run.result(conv, outcome)
 
@@ -280,8 +281,7 @@ def _answer(run: _Run, template: TemplateDef, conv: Conversation) -> StepResult:
     options = template.step_options(conv.step)
     event = run.event
     if event.kind not in {"text", "choice"}:
-        what = MEDIA_NAMES.get(event.message_type, "that kind of message")
-        wanted = "one of the options below" if options else expected(step.validation)
+        what, wanted = run.voice.media_name(event.message_type), run.voice.expected(step.validation, bool(options))
         run.say(render(run.texts.media, {"what": what, "expected": wanted}))
         if options:
             _send_step(run, template, conv.step, conv.context)
@@ -304,7 +304,7 @@ def _answer(run: _Run, template: TemplateDef, conv: Conversation) -> StepResult:
         run.say(run.texts.stale)
         _send_step(run, template, conv.step, conv.context)
         return run.result(conv, Outcome.STALE)
-    checked = check(event.text or "", step.validation)
+    checked = check(event.text or "", step.validation, run.voice.catalogue)
     if not checked.ok:
         error = render(step.error, run.values(conv.context)) if step.error else checked.reason
         return _invalid(run, template, conv, error, resend=False)
@@ -369,7 +369,7 @@ def _advance(
     run.effects.append(Entered(template.template_name, target))
     if step.end_conversation:
         answers_out = {k: v for k, v in context.items() if not k.startswith("_")}
-        run.effects.append(Submit(template.template_name, answers_out))
+        run.effects.append(Submit(template.template_name, answers_out, run.language))
         run.effects.append(Ended(template.template_name, target, EndReason.COMPLETED))
         return run.result(None, Outcome.COMPLETED)
     return run.result(replace(conv, step=target, context=context), Outcome.ADVANCED)

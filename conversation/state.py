@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from conversation.keywords import KeywordIndex
+from conversation.texts.catalogue import Catalogues
 from templates.schema import ALIAS_SUFFIX, RESERVED_PREFIX, HttpAction, TemplateDef
 from templates.translations import by_language
 
@@ -74,6 +75,8 @@ class EngineConfig:
     fallback_period: timedelta = timedelta(hours=1)
     default_expiry: timedelta = timedelta(hours=24)
     texts: Texts = field(default_factory=Texts)
+    # Every language's texts (conversation/texts); None: the English above (conversation/voice.py).
+    catalogues: Catalogues | None = None
 
     def expiry(self, template: TemplateDef, now: datetime) -> datetime:
         """When a conversation in ``template`` that moved at ``now`` expires: the flow's own hours, else the default."""
@@ -90,6 +93,7 @@ class Conversation:
     context: dict[str, Any]
     expires_at: datetime
     last_interaction: datetime
+    language: str | None = None  # the customer's language in this conversation; None: the default
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class CustomerState:
     conversation: Conversation | None
     last_fallback_at: datetime | None = None
     profile_name: str | None = None
+    language: str | None = None  # of their last conversation (the contact's), for a fallback
 
 
 # Effects the caller carries out in the same transaction.
@@ -104,6 +109,7 @@ class CustomerState:
 class Submit:
     template: str
     answers: dict[str, Any]
+    language: str | None = None
 
 
 @dataclass(frozen=True)

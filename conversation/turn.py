@@ -32,6 +32,7 @@ from conversation.events import InboundEvent, UserRef
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
 from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
 from conversation.template_cache import TEMPLATE_CACHE
+from conversation.texts.catalogue import deployment_catalogues
 from settings import Settings
 from templates.schema import INITIAL, TemplateDef
 
@@ -46,6 +47,10 @@ def engine_config(settings: Settings) -> EngineConfig:
         fallback_text=settings.fallback_text,
         fallback_period=timedelta(seconds=settings.fallback_period_seconds),
         default_expiry=timedelta(hours=settings.default_expiry_hours),
+        # A deployment's own texts sit in texts/ beside its flow files (docs/LANGUAGES.md).
+        catalogues=deployment_catalogues(
+            settings.default_language, settings.templates_dir / "texts", settings.fallback_text
+        ),
     )
 
 
@@ -57,6 +62,7 @@ def snapshot(row: Any) -> Conversation:
         context=dict(row.context or {}),
         expires_at=row.expires_at,
         last_interaction=row.last_interaction,
+        language=row.language,
     )
 
 
@@ -75,6 +81,7 @@ class InboundResult:
 class ContactFacts:
     last_fallback_at: datetime | None
     profile_name: str | None
+    language: str | None = None
 
 
 def jsonb_safe(value: Any) -> Any:
@@ -115,7 +122,7 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
         "now": now,
     }
     row = session.connection().execute(sql.CONTACT_UPSERT, params).one()
-    return ContactFacts(row.last_fallback_at, row.profile_name)
+    return ContactFacts(row.last_fallback_at, row.profile_name, row.language)
 
 
 def process_event(
@@ -138,6 +145,7 @@ def process_event(
         conversation=snapshot(row) if row is not None else None,
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
+        language=contact.language,
     )
     result = handle(TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session))
 
@@ -155,9 +163,12 @@ def process_event(
             "context": conv.context,
             "last": conv.last_interaction,
             "expires": conv.expires_at,
+            "language": conv.language,
             "now": now,
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
+        if conv.language != contact.language:  # remembered for the fallback after it ends
+            conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": conv.language})
 
     events = []
     for effect in result.effects:
@@ -169,6 +180,7 @@ def process_event(
                     phone_number=event.user.phone,
                     user_id=event.user.user_id,
                     answers=effect.answers,
+                    language=effect.language,
                     created_at=now,
                 )
             )
@@ -269,9 +281,15 @@ def live_conversation(
 
 
 def start(
-    session: Session, user: UserRef, template: TemplateDef, config: EngineConfig, now: datetime
+    session: Session,
+    user: UserRef,
+    template: TemplateDef,
+    config: EngineConfig,
+    now: datetime,
+    language: str | None = None,
 ) -> ConversationState:
-    """Put ``user`` at the start of ``template``, replacing any conversation they had."""
+    """Put ``user`` at the start of ``template`` (in ``language``; None: the default),
+    replacing any conversation they had."""
     end(session, user.key, "restarted", now)
     record_event(session, user.key, template.template_name, INITIAL, "entered", now)
     row = ConversationState(
@@ -283,6 +301,7 @@ def start(
         context={},
         last_interaction=now,
         expires_at=config.expiry(template, now),
+        language=language,
     )
     session.add(row)
     session.flush()

@@ -18,6 +18,7 @@ from conversation.outbox import apply_status
 from conversation.payload import parse_payload
 from conversation.state import EngineConfig
 from conversation.turn import InboundResult, dead_letter, engine_config, process_event
+from conversation.voice import voice
 from settings import Settings
 from worker import faults, metrics
 
@@ -58,7 +59,7 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
             if is_transient(exc) or isinstance(exc, SoftTimeLimitExceeded):
                 raise  # the task retries the payload later; handled items are then duplicates
             log.exception("inbound message failed", extra={"wamid": event.wamid})
-            if _record_failure(event, exc, config.texts.action_failed):
+            if _record_failure(event, exc, voice(config, None).texts.action_failed):
                 _hand_off(hand_off, event.user.key)
             report.failed += 1
             metrics.count_inbound(event.message_type, "failed")
