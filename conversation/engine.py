@@ -355,7 +355,7 @@ def _advance(
 
     step: Step = template.steps[target]
     if step.action is not None:
-        call = ActionCall(template.template_name, target, run.event.user.key, dict(context))
+        call = ActionCall(template.template_name, target, run.event.user.key, dict(context), run.language)
         try:
             produced = run.actions.run(step.action, call)
         except Exception as exc:  # an action is outside code; the customer must not be stranded

@@ -157,6 +157,7 @@ class ActionCall:
     step: str
     user_key: str
     context: Mapping[str, Any]
+    language: str | None = None  # the customer's, for what the action says
 
 
 class ActionRunner(Protocol):

@@ -147,7 +147,9 @@ def process_event(
         profile_name=contact.profile_name,
         language=contact.language,
     )
-    result = handle(TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session))
+    result = handle(
+        TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session, catalogues=config.catalogues)
+    )
 
     if result.conversation is None:
         if row is not None:
