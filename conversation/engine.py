@@ -40,7 +40,7 @@ from conversation.state import (
     Texts,
 )
 from conversation.validation import check
-from conversation.voice import Voice, conversation_language, voice
+from conversation.voice import Voice, chosen_language, conversation_language, voice
 from templates.normalize import normalize
 from templates.placeholders import render
 from templates.schema import INITIAL, RESERVED_PREFIX, Option, Step, TemplateDef
@@ -93,7 +93,7 @@ class _Run:
         return {"profile_name": self.state.profile_name or self.voice.profile_name, **context}
 
     def result(self, conversation: Conversation | None, outcome: Outcome) -> StepResult:
-        return StepResult(conversation, self.messages, self.effects, outcome)
+        return StepResult(conversation, self.messages, self.effects, outcome, self.language)
 
     def expiry(self, template: TemplateDef) -> datetime:
         return self.config.expiry(template, self.now)
@@ -345,6 +345,10 @@ def _advance(
     run: _Run, template: TemplateDef, conv: Conversation, answers: dict[str, Any], target: str | None
 ) -> StepResult:
     context = {k: v for k, v in conv.context.items() if k != INVALID_KEY} | answers
+    chosen = chosen_language(answers)
+    if chosen is not None:  # a step that asks the customer's language: the rest is in it
+        run.language, conv = chosen, replace(conv, language=chosen)
+        template = run.templates.get(template.template_name, chosen) or template
     if target is None:  # the linter refuses such flows; stay put rather than strand anyone
         log.warning("step %s of %s has no transition", conv.step, template.template_name)
         _send_step(run, template, conv.step, conv.context)

@@ -145,6 +145,7 @@ class StepResult:
     messages: list[dict[str, Any]]
     effects: list[Effect]
     outcome: Outcome
+    language: str | None = None  # the customer's after this message (the contact keeps it)
 
 
 class ActionFailed(Exception):

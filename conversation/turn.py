@@ -169,9 +169,9 @@ def process_event(
             "now": now,
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
-        if conv.language != contact.language:  # remembered for the fallback after it ends
-            conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": conv.language})
 
+    if result.language != contact.language:  # remembered for the fallback after it ends
+        conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": result.language})
     events = []
     for effect in result.effects:
         if isinstance(effect, Submit):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from conversation.state import EngineConfig, Texts
 from conversation.texts.catalogue import Catalogue, shipped_catalogues
 from conversation.validation import expected
+from templates.languages import LanguageError, canonical
 from templates.normalize import normalize
 from templates.schema import Validation
 
@@ -38,6 +39,22 @@ class Voice:
     def expected(self, spec: Validation | None, has_options: bool) -> str:
         """What the customer should send instead, in their language."""
         return self.catalogue.text("expected.options") if has_options else expected(spec, self.catalogue)
+
+
+# A step whose answer is stored under this key asks the customer's language: its option
+# ids are language codes, and the choice holds for the rest of the conversation and after.
+LANGUAGE_KEY = "language"
+
+
+def chosen_language(answers: dict[str, object]) -> str | None:
+    """The language a customer just chose, if this answer was to a language step."""
+    chosen = answers.get(LANGUAGE_KEY)
+    if not isinstance(chosen, str):
+        return None
+    try:
+        return canonical(chosen)
+    except LanguageError:  # the linter refuses such ids; an odd answer is just an answer
+        return None
 
 
 def conversation_language(config: EngineConfig, keyword_language: str | None) -> str | None:

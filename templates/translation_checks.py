@@ -189,7 +189,32 @@ def flow_errors(template: TemplateDef, file: str, default_language: str) -> list
             return [LintError(file, name, None, "language", f"language: {exc}")]
         if language != template.language:
             return [LintError(file, name, None, "language", f"language: write the language as {language}")]
-    return check_translations(template, template.translations, file, base_language(template, default_language)).errors
+    base = base_language(template, default_language)
+    errors = check_translations(template, template.translations, file, base).errors
+    return errors + _language_step_errors(template, file, {base, *(template.translations or {})})
+
+
+# The context key of a step that asks the customer's language (conversation/voice.py).
+LANGUAGE_KEY = "language"
+
+
+def _language_step_errors(template: TemplateDef, file: str, languages: set[str]) -> list[LintError]:
+    """A language step's option ids must be languages this flow speaks, spelled canonically."""
+    errors = []
+    for name, step in template.steps.items():
+        if step.key(name) != LANGUAGE_KEY:
+            continue
+        for option in template.step_options(name):
+            try:
+                wrong = None if option.id in languages else f"the flow has no {canonical(option.id)} texts"
+                if canonical(option.id) != option.id:
+                    wrong = f"write the language as {canonical(option.id)}"
+            except LanguageError as exc:
+                wrong = str(exc)
+            if wrong is not None:
+                message = f"options.{option.id}: a language step's option ids are language codes: {wrong}"
+                errors.append(LintError(file, template.template_name, name, f"options.{option.id}", message))
+    return errors
 
 
 def languages_of(template: TemplateDef, file: str, default_language: str) -> Languages:

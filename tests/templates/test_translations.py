@@ -13,7 +13,7 @@ from templates.translation_checks import Languages, check_translations, keyword_
 from templates.translations import FlowTranslation, localize, text_slots
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("account", "main_menu", "new_order", "support")
+SHIPPED = ("account", "language", "main_menu", "new_order", "support")
 ACTIONS = {
     "place_order": frozenset({"order_id"}),
     "lookup_order": frozenset({"order_status"}),

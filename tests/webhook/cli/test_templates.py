@@ -19,7 +19,7 @@ def validate(folder: Path) -> tuple[int, str, str]:
 
 def test_the_shipped_flows_validate() -> None:
     code, out, _ = validate(ROOT / "templates")
-    assert code == 0 and out.strip() == "4 template(s) OK: account, main_menu, new_order, support"
+    assert code == 0 and out.strip() == "5 template(s) OK: account, language, main_menu, new_order, support"
 
 
 def test_an_incomplete_translation_is_refused_line_by_line(tmp_path: Path) -> None:
