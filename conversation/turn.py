@@ -29,7 +29,7 @@ from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
-from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
+from conversation.models import Contact, ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
 from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
 from conversation.template_cache import TEMPLATE_CACHE
 from conversation.texts.catalogue import deployment_catalogues
@@ -262,6 +262,15 @@ def _event(user_key: str, template: str, step: str, what: str, now: datetime) ->
 
 
 # --- an operator's or the seed API's writes (ConversationService) --------------------
+
+
+def set_language(session: Session, user_key: str, language: str | None) -> None:
+    """Speak ``language`` to ``user_key`` from their next message on (the simulator's switch)."""
+    conn = session.connection()
+    if not conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": language}).rowcount:
+        session.add(Contact(user_key=user_key, language=language, pair_limit_hits=0))
+    conn.execute(sql.STATE_SET_LANGUAGE, {"k": user_key, "language": language})
+    session.flush()
 
 
 def record_event(session: Session, user_key: str, template: str, step: str, event: str, now: datetime) -> None:

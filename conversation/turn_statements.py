@@ -93,6 +93,7 @@ STATE_UPDATE = (
     )
 )
 SET_LANGUAGE = update(Contact).where(Contact.user_key == bindparam("k")).values(language=bindparam("language"))
+STATE_SET_LANGUAGE = _state.update().where(_state.c.user_key == bindparam("k")).values(language=bindparam("language"))
 SET_FALLBACK = update(Contact).where(Contact.user_key == bindparam("k")).values(last_fallback_at=bindparam("now"))
 EVENT_INSERT = ConversationEvent.__table__.insert().returning(ConversationEvent.id, sort_by_parameter_order=True)
 OUTBOX_INSERT = OutboundMessage.__table__.insert().returning(OutboundMessage.id, sort_by_parameter_order=True)

@@ -27,8 +27,10 @@ from conversation import history
 from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService, to_definition
+from conversation.turn import engine_config, set_language
 from settings import Settings
 from templates.diagrams import GraphvizMissing, build_graph, render, to_mermaid
+from templates.languages import LanguageError, canonical
 from webhook import simulator_enabled
 from webhook.console import replays
 from webhook.console.webhooks import (
@@ -110,7 +112,24 @@ def config() -> Response:
         templates=names,
         users=recent,
         replays=replays.catalogue(),
+        languages=engine_config(settings).catalogues.languages,
     )
+
+
+@bp.post("/api/language")
+def switch_language() -> Response:
+    """Speak another language to the customer from their next message (``{user, language}``)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadInput("send a JSON object: {user, language}")
+    user = normalize_user(data.get("user"))
+    try:
+        language = canonical(str(data.get("language") or ""))
+    except LanguageError as exc:
+        raise BadInput(str(exc)) from None
+    with session_scope() as session:
+        set_language(session, user, language)
+    return jsonify(user=user, language=language)
 
 
 @bp.post("/api/send")
