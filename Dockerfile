@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every parley process; docker-compose.yml picks the command:
-#   receiver  gunicorn "webhook:create_app()" --config webhook/gunicorn_conf.py   (the default CMD;
+#   receiver  gunicorn "webhook:create_app()" --config gunicorn.conf.py   (the default CMD;
 #             the config file carries the recommended worker class and threads)
 #   worker    celery -A worker worker
 #   beat      celery -A celery_beat beat        (exactly one)
@@ -37,5 +37,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 
-# Worker class and threads per process: webhook/gunicorn_conf.py; --workers sizes it.
-CMD ["gunicorn", "webhook:create_app()", "--config", "webhook/gunicorn_conf.py", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+# Worker class and threads per process: gunicorn.conf.py; --workers sizes it.
+CMD ["gunicorn", "webhook:create_app()", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]

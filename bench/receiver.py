@@ -1,7 +1,7 @@
 """Receiver: signed webhook POSTs against parley's gunicorn, beside a plain Flask endpoint.
 
 Both apps run at once under gunicorn with the same settings (the recommended ones of
-``webhook/gunicorn_conf.py``: worker class, threads; ``bench.stack.GUNICORN_ARGS`` fixes
+``gunicorn.conf.py``: worker class, threads; ``bench.stack.GUNICORN_ARGS`` fixes
 2 workers), only one is loaded at a time,
 and runs alternate (parley, plain, plain, parley, ...) so both see the same machine noise.
 Figures: saturation throughput with wrk (closed loop), latency at 80 req/s (open loop,
@@ -44,7 +44,7 @@ TARGET_RATE = 80.0
 # repeated runs of the plain app agreed (~6,000 req/s here).
 WRK_CONNECTIONS = 64
 APPS = {"parley": "webhook:create_app()", "plain": "bench.plain_app:create_app()"}
-# The setting the recommended one (gthread, webhook/gunicorn_conf.py) replaced: gunicorn's
+# The setting the recommended one (gthread, gunicorn.conf.py) replaced: gunicorn's
 # sync workers, one request per process. Measured beside it, for information.
 SYNC = ("--worker-class", "sync", "--threads", "1")  # threads > 1 would make gunicorn pick gthread
 VARIANTS = {"parley-sync": APPS["parley"], "plain-sync": APPS["plain"]}

@@ -24,7 +24,7 @@ stays ``pending`` in the outbox (the bot has no one to retry it; parley's Beat s
 Served by gunicorn on exactly the receiver's settings (``bench.stack.GUNICORN_ARGS``: its config file, 2
 workers), so whatever worker class that config sets applies to both::
 
-    gunicorn -c webhook/gunicorn_conf.py "bench.sync_bot:create_app()" --workers 2 --timeout 30
+    gunicorn -c gunicorn.conf.py "bench.sync_bot:create_app()" --workers 2 --timeout 30
 
 Logging: parley's handler at WARNING, the level the benchmark's Celery workers run the
 same code at (its INFO lines per message and per send would otherwise cost the bot only).

@@ -14,28 +14,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from conversation.events import EventKind, InboundEvent, StatusEvent, UserRef
+from conversation.events import InboundEvent, StatusEvent, UserRef
+from conversation.kinds import NESTED, lookup
+from conversation.message_bodies import (
+    Unreadable,
+    bsuid,
+    clean_text,
+    phone,
+    read_call_permission,
+    read_edit,
+    read_flow_reply,
+    read_identity,
+    read_order,
+    read_revoke,
+    wamid,
+)
 
 WABA_OBJECT = "whatsapp_business_account"
-MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
-SIMPLE_KINDS: dict[str, EventKind] = {"location": "location", "contacts": "contacts", "reaction": "reaction"}
-CHOICE_REPLIES = ("button_reply", "list_reply")
 
-# Shapes are checked because these strings become database keys (column widths in
-# conversation/models.py) and recipients of replies; junk must stop here, per item.
-_BSUID = re.compile(r"[A-Za-z]{2}\.[A-Za-z0-9.]{1,150}")  # "US.1349…", "US.ENT.…"
-_PHONE = re.compile(r"\+?[0-9]{5,20}")
-_ID = re.compile(r"[\x21-\x7e]{1,256}")  # wamids: printable ASCII, no spaces
+# Shapes are checked because these strings become database keys and recipients of
+# replies; the wamid, phone and BSUID shapes are message_bodies.py's.
 _NUMBER_ID = re.compile(r"[\x21-\x7e]{1,64}")  # phone_number_id
 _RECIPIENT = re.compile(r"[\x21-\x7e]{1,160}")  # phone, BSUID or group id
 _TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _STATUS = re.compile(r"[a-z_]{1,16}")
 _SECONDS = re.compile(r"[0-9]{1,11}")  # Unix seconds; 11 digits reaches year 5138
 _NAME_MAX = 256
-
-
-class _Bad(ValueError):
-    """An item that cannot be read; becomes a SkippedItem with this message."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def _parse_change(change: Any, where: str, out: ParsedPayload, fields: set[str])
     for k, item in enumerate(messages):
         try:
             out.messages.append(_message(item, contacts, phone_number_id))
-        except Exception as exc:  # _Bad, or anything unforeseen: the item is reported
+        except Exception as exc:  # Unreadable, or anything unforeseen: the item is reported
             out.skipped.append(SkippedItem(f"{where}.messages[{k}]", _reason(exc)))
     for k, item in enumerate(statuses):
         try:
@@ -127,7 +131,7 @@ def _parse_change(change: Any, where: str, out: ParsedPayload, fields: set[str])
 
 
 def _reason(exc: Exception) -> str:
-    return str(exc) if isinstance(exc, _Bad) else _unexpected(exc)
+    return str(exc) if isinstance(exc, Unreadable) else _unexpected(exc)
 
 
 def _unexpected(exc: Exception) -> str:
@@ -138,126 +142,128 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _id(value: Any) -> str | None:
-    return value if isinstance(value, str) and _ID.fullmatch(value) else None
-
-
-def _text(value: Any) -> str | None:
-    """Display text made storable: no NULs (Postgres refuses them), no lone surrogates."""
-    if not isinstance(value, str):
-        return None
-    return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-
-
 def _timestamp(value: Any) -> datetime:
     # Meta sends a string of digits; an int is tolerated. bool and float are junk.
     digits = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(digits, str) or not _SECONDS.fullmatch(digits):
-        raise _Bad("timestamp missing or not Unix seconds")
+        raise Unreadable("timestamp missing or not Unix seconds")
     try:
         return datetime.fromtimestamp(int(digits), UTC)
     except (OverflowError, ValueError, OSError):
-        raise _Bad("timestamp out of range") from None
-
-
-def _phone(value: Any) -> str | None:
-    return value.lstrip("+") if isinstance(value, str) and _PHONE.fullmatch(value) else None
-
-
-def _bsuid(value: Any) -> str | None:
-    return value if isinstance(value, str) and _BSUID.fullmatch(value) else None
+        raise Unreadable("timestamp out of range") from None
 
 
 def _user(item: dict[str, Any], contacts: list[dict[str, Any]]) -> UserRef:
     """The message's own ``from`` wins; the matching contact fills in the rest."""
     sender = item.get("from")
     # BSUID-only users: some payloads carry the BSUID in `from` instead of a phone.
-    phone, user_id = _phone(sender), _bsuid(sender)
+    number, user_id = phone(sender), bsuid(sender)
     contact = None
-    if phone:
-        contact = next((c for c in contacts if _phone(c.get("wa_id")) == phone), None)
+    if number:
+        contact = next((c for c in contacts if phone(c.get("wa_id")) == number), None)
     elif user_id:
         contact = next((c for c in contacts if c.get("user_id") == user_id), None)
     if contact is None and len(contacts) == 1:
         contact = contacts[0]
     name = None
     if contact is not None:
-        phone = phone or _phone(contact.get("wa_id"))
-        user_id = user_id or _bsuid(contact.get("user_id"))
+        number = number or phone(contact.get("wa_id"))
+        user_id = user_id or bsuid(contact.get("user_id"))
         profile = contact.get("profile")
         if isinstance(profile, dict):
-            name = _text(profile.get("name")) or _text(profile.get("username"))
-    if not phone and not user_id:
-        raise _Bad("no user identity (neither a BSUID nor a phone number)")
-    return UserRef(user_id=user_id, phone=phone, profile_name=name[:_NAME_MAX] if name else None)
+            name = clean_text(profile.get("name")) or clean_text(profile.get("username"))
+    if not number and not user_id:
+        raise Unreadable("no user identity (neither a BSUID nor a phone number)")
+    return UserRef(user_id=user_id, phone=number, profile_name=name[:_NAME_MAX] if name else None)
 
 
 def _message(item: Any, contacts: list[dict[str, Any]], phone_number_id: str) -> InboundEvent:
+    """One ``messages[]`` item as the event its row of the kinds table names."""
     if not isinstance(item, dict):
-        raise _Bad("message is not an object")
-    wamid = _id(item.get("id"))
-    if wamid is None:
-        raise _Bad("id (wamid) missing or invalid")
+        raise Unreadable("message is not an object")
+    message_id = wamid(item.get("id"))
+    if message_id is None:
+        raise Unreadable("id (wamid) missing or invalid")
     mtype = item.get("type")
     if not isinstance(mtype, str) or not _TYPE.fullmatch(mtype):
-        raise _Bad("type missing or invalid")
+        raise Unreadable("type missing or invalid")
+    body = item.get(mtype)
+    body = body if isinstance(body, dict) else {}
+    inner = body.get("type") if mtype in NESTED else None
+    row = lookup(mtype, inner if isinstance(inner, str) and _TYPE.fullmatch(inner) else None)
+    sender = item
+    if mtype == "system" and not item.get("from"):
+        # System notices carry no contacts; a BSUID-only notice names the user only inside.
+        sender = {**item, "from": body.get("previous_user_id") or body.get("user_id")}
     context = item.get("context")
     base: dict[str, Any] = {
-        "wamid": wamid,
-        "user": _user(item, contacts),
+        "wamid": message_id,
+        "user": _user(sender, contacts),
         "phone_number_id": phone_number_id,
         "timestamp": _timestamp(item.get("timestamp")),
         "message_type": mtype,
-        "context_wamid": _id(context.get("id")) if isinstance(context, dict) else None,
+        "context_wamid": wamid(context.get("id")) if isinstance(context, dict) else None,
         "raw": item,
     }
-    body = item.get(mtype)
-    body = body if isinstance(body, dict) else {}
-    if mtype == "text":
-        text = _text(body.get("body"))
+    content = _content(row.name, row.kind, body, item, base)  # may fill base's context_wamid
+    change = content.get("identity")
+    if change is not None and change.previous_user_id:
+        # The notice belongs to the customer as parley knows them: by BSUID when Meta names one.
+        base["user"] = UserRef(user_id=change.previous_user_id, phone=change.previous_phone)
+    return InboundEvent(kind=row.kind, **base, **content)
+
+
+def _content(name: str, kind: str, body: dict[str, Any], item: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The fields the kind carries beyond the envelope (text, choice, cart, answers, ...)."""
+    reply = body.get(body.get("type")) if isinstance(body.get("type"), str) else None
+    reply = reply if isinstance(reply, dict) else {}
+    if kind == "text":
+        text = clean_text(body.get("body"))
         if text is None:
-            raise _Bad("text message without text.body")
-        return InboundEvent(kind="text", text=text, **base)
-    if mtype == "interactive":
-        reply_type = body.get("type")
-        if reply_type not in CHOICE_REPLIES:
-            return InboundEvent(kind="unsupported", **base)  # flow replies and the like
-        reply = body.get(reply_type)
-        if not isinstance(reply, dict) or not (choice_id := _text(reply.get("id"))):
-            raise _Bad(f"interactive {reply_type} without an id")
-        return InboundEvent(kind="choice", choice_id=choice_id, text=_text(reply.get("title")), **base)
-    if mtype == "button":  # a template's quick-reply button
-        label = _text(body.get("text"))
-        choice_id = _text(body.get("payload")) or label
+            raise Unreadable("text message without text.body")
+        return {"text": text}
+    if name == "button":  # a template's quick-reply button
+        label = clean_text(body.get("text"))
+        choice_id = clean_text(body.get("payload")) or label
         if not choice_id:
-            raise _Bad("button message without payload or text")
-        return InboundEvent(kind="choice", choice_id=choice_id, text=label, **base)
-    if mtype in MEDIA_TYPES:
-        return InboundEvent(kind="media", text=_text(body.get("caption")), **base)
-    if mtype == "reaction":
+            raise Unreadable("button message without payload or text")
+        return {"choice_id": choice_id, "text": label}
+    if kind == "choice":
+        if not (choice_id := clean_text(reply.get("id"))):
+            raise Unreadable(f"{name} without an id")
+        return {"choice_id": choice_id, "text": clean_text(reply.get("title"))}
+    if kind == "media":
+        return {"text": clean_text(body.get("caption"))}
+    if kind == "reaction":
         # The emoji is absent when the user removes a reaction; message_id names the
         # message of ours reacted to, which is what context_wamid means elsewhere.
-        base["context_wamid"] = base["context_wamid"] or _id(body.get("message_id"))
-        return InboundEvent(kind="reaction", text=_text(body.get("emoji")), **base)
-    if mtype in SIMPLE_KINDS:
-        return InboundEvent(kind=SIMPLE_KINDS[mtype], **base)
-    return InboundEvent(kind="unsupported", **base)
+        base["context_wamid"] = base["context_wamid"] or wamid(body.get("message_id"))
+        return {"text": clean_text(body.get("emoji"))}
+    readers = {
+        "order": lambda: read_order(body),
+        "flow_reply": lambda: read_flow_reply(reply),
+        "call_permission": lambda: read_call_permission(reply),
+        "revoke": lambda: read_revoke(body),
+        "edit": lambda: read_edit(body),
+        "identity": lambda: read_identity(body, item.get("from") or base["user"].key),
+    }
+    return readers[kind]() if kind in readers else {}
 
 
 def _status(item: Any) -> StatusEvent:
     if not isinstance(item, dict):
-        raise _Bad("status is not an object")
-    wamid = _id(item.get("id"))
-    if wamid is None:
-        raise _Bad("id (wamid) missing or invalid")
+        raise Unreadable("status is not an object")
+    status_of = wamid(item.get("id"))
+    if status_of is None:
+        raise Unreadable("id (wamid) missing or invalid")
     status = item.get("status")
     if not isinstance(status, str) or not _STATUS.fullmatch(status):
-        raise _Bad("status missing or invalid")
+        raise Unreadable("status missing or invalid")
     recipient = None
     for key in ("recipient_id", "recipient_user_id", "user_id"):
         value = item.get(key)
         if isinstance(value, str) and _RECIPIENT.fullmatch(value):
-            recipient = _phone(value) or value
+            recipient = phone(value) or value
             break
     code = title = None
     errors = item.get("errors")
@@ -268,8 +274,8 @@ def _status(item: Any) -> StatusEvent:
             code = raw_code
         elif isinstance(raw_code, str) and re.fullmatch(r"[0-9]{1,9}", raw_code):
             code = int(raw_code)
-        title = _text(first.get("title"))
-    return StatusEvent(wamid, status, _timestamp(item.get("timestamp")), recipient, code, title)
+        title = clean_text(first.get("title"))
+    return StatusEvent(status_of, status, _timestamp(item.get("timestamp")), recipient, code, title)
 
 
 def _order_per_user(messages: list[InboundEvent]) -> list[InboundEvent]:

@@ -38,6 +38,10 @@ class Outcome(StrEnum):
     IGNORED = "ignored"
     REACTION = "reaction"
     WAY_OUT = "way_out"
+    RECORDED = "recorded"  # an event (deletion, notice, identity change ...): kept, not answered
+    UNKNOWN_KIND = "unknown_kind"  # a kind parley does not know: kept, counted, not answered
+    ORDER_RECEIVED = "order_received"  # a cart with no order flow: stored and acknowledged
+    SUBMITTED = "submitted"  # a Flow's answers with no conversation live: kept as a submission
 
 
 class EndReason(StrEnum):
@@ -65,6 +69,7 @@ class Texts:
     restart_title: str = "Start over"
     cancel_title: str = "Cancel"
     template_gone: str = "Sorry, that menu is no longer available."
+    order_received: str = "Thank you! We received your order {order_id}: {cart_summary}. We'll be in touch shortly."
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,12 @@ class TemplateSet:
             for language, flow in flows.items()
             for kw in flow.trigger_keywords
         )
+        # The flow a catalog cart starts: the active one with ``trigger: order`` (priority, then name).
+        ordered = sorted(
+            (t for t in self.templates.values() if t.is_active and t.trigger == "order"),
+            key=lambda t: (-t.priority, t.template_name),
+        )
+        self.order_flow: str | None = ordered[0].template_name if ordered else None
 
     def get(self, name: str, language: str | None = None) -> TemplateDef | None:
         """Template ``name`` (or its ``_flow`` alias) in ``language`` when it has it, else in its own."""

@@ -29,10 +29,28 @@ fi
 "$BIN/celery" -A celery_beat beat --loglevel INFO --schedule var/celerybeat-schedule &
 pids+=($!)
 
-sleep 2
+# Print the banner once the receiver answers and a worker is ready (its metrics port
+# opens on worker_ready): a message sent before the worker has declared its queues on
+# the embedded broker can be refused with 503.
+ready() {
+  "$BIN/python" - "$PORT" "${PARLEY_WORKER_METRICS_PORT:-9808}" <<'PY'
+import sys, urllib.request
+web, metrics = sys.argv[1], sys.argv[2]
+urls = [f"http://127.0.0.1:{web}/healthz"] + ([f"http://127.0.0.1:{metrics}/metrics"] if metrics != "0" else [])
+try:
+    for url in urls:
+        urllib.request.urlopen(url, timeout=1)
+except OSError:
+    sys.exit(1)
+PY
+}
+for _ in $(seq 120); do ready && break; sleep 0.5; done
 cat <<MSG
 
-parley is running on $PARLEY_PUBLIC_URL
+parley is running. Open the simulator and chat with your flows:
+
+  $PARLEY_PUBLIC_URL/simulator/
+
   send a signed test message:  $BIN/flask --app webhook send-test "hi" --user 15550001111
   watch the replies:           $PARLEY_PUBLIC_URL/sandbox   (JSON: /sandbox/messages)
 Ctrl-C stops everything.

@@ -26,7 +26,7 @@ from typing import Any
 
 from templates.normalize import normalize
 from templates.placeholders import PlaceholderError, placeholders
-from templates.schema import ALIAS_SUFFIX, INITIAL, HttpAction, Step, TemplateDef
+from templates.schema import ALIAS_SUFFIX, INITIAL, ORDER_CONTEXT, HttpAction, Step, TemplateDef
 
 YES_NO = ("yes", "no")
 
@@ -135,10 +135,11 @@ class _Linter:
             self.error(
                 name, INITIAL, "end_conversation", "end_conversation: not allowed on initial; end on a later step"
             )
-        only = ", ".join(sorted(self.globals)) or "none"
+        start = self.start_context(t)
+        only = ", ".join(sorted(start)) or "none"
         for field, text in message_texts(t.entry_message(), "menu_structure"):
             for p in self.used(name, None, field, text):
-                if p not in self.globals:
+                if p not in start:
                     message = (
                         f"{field}: placeholder {{{p}}} is not available in the entry message (only globals: {only})"
                     )
@@ -156,6 +157,10 @@ class _Linter:
             if step_name not in reachable and not blind:
                 self.error(name, step_name, None, "unreachable from initial")
         self.dataflow(name, t, edges, reachable)
+
+    def start_context(self, t: TemplateDef) -> frozenset[str]:
+        """What is set before the entry message: the globals, and the cart of an order flow."""
+        return self.globals | ORDER_CONTEXT if t.trigger == "order" else self.globals
 
     def edges(self, t: TemplateDef) -> tuple[dict[str, set[str]], bool]:
         """Step → steps it can lead to; True when a broken target hides where it leads.
@@ -276,7 +281,7 @@ class _Linter:
         steps = t.steps
         preds = {s: sorted(p for p in reachable if s in edges[p]) for s in reachable}
         into: dict[str, frozenset[str] | None] = {s: None for s in reachable}  # None: no path seen yet
-        into[INITIAL] = self.globals
+        into[INITIAL] = self.start_context(t)
 
         def out(s: str) -> frozenset[str] | None:
             known = into[s]
@@ -294,7 +299,7 @@ class _Linter:
                 new = frozenset.intersection(*outs) if outs else None
                 if new is not None and new != into[s]:
                     into[s], changed = new, True
-        ever = self.globals | {k for s in steps for k in (steps[s].key(s), f"{steps[s].key(s)}_title")}
+        ever = self.start_context(t) | {k for s in steps for k in (steps[s].key(s), f"{steps[s].key(s)}_title")}
         ever |= {k for st in steps.values() for k in self.provides(st)}
         for s, step in sorted(steps.items()):
             known = into.get(s)

@@ -20,6 +20,8 @@ INITIAL = "initial"
 ALIAS_SUFFIX = "_flow"
 # Reserved option ids the engine itself puts on its "way out" menu.
 RESERVED_PREFIX = "parley:"
+# What a flow with ``trigger: order`` finds in its context: the catalog cart that started it.
+ORDER_CONTEXT = frozenset({"cart_items", "cart_summary", "cart_total", "cart_currency", "cart_note", "catalog_id"})
 
 # WhatsApp's limits on interactive messages: Meta refuses a message over any of them.
 MAX_BUTTONS = 3
@@ -260,6 +262,8 @@ class TemplateDef(Strict):
     is_active: bool = True
     priority: int = 0
     expiry_hours: int | None = Field(default=None, ge=1, le=24 * 30)
+    # ``order``: the flow starts when a customer sends a cart from the catalog.
+    trigger: Literal["order"] | None = None
     description: str | None = None
     # The language of the texts below (a code like en or pt_BR; None: the deployment's
     # default), and per other language only texts, checked by translation_checks.py.

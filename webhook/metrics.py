@@ -1,6 +1,6 @@
 """The receiver's Prometheus metrics and its ``/metrics`` page.
 
-Under ``gunicorn -c webhook/gunicorn_conf.py`` every gunicorn worker writes its samples
+Under ``gunicorn -c gunicorn.conf.py`` every gunicorn worker writes its samples
 to the multiprocess directory (``PROMETHEUS_MULTIPROC_DIR``, set by the master before
 forking) and ``/metrics`` answers for all of them together. Under the plain
 ``gunicorn "webhook:create_app()"`` that variable is unset and each worker process keeps

@@ -265,8 +265,12 @@ def test_the_routes_are_tried_in_this_order():
     assert [r.name for r in ROUTES] == [
         "expired",
         "reaction",
+        "event",
+        "edit",
         "flow gone",
         "way-out button",
+        "order",
+        "flow reply",
         "no conversation",
         "cancel word",
         "exact keyword",

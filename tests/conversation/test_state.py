@@ -40,6 +40,10 @@ def test_outcomes_are_the_strings_stored_on_inbound_rows_and_counted_by_metrics(
         "ignored",
         "reaction",
         "way_out",
+        "recorded",
+        "unknown_kind",
+        "order_received",
+        "submitted",
     ]
 
 

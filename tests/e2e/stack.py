@@ -42,8 +42,8 @@ WORKER_POOLS = (
 )
 
 
-# The receiver's recommended server settings (webhook/gunicorn_conf.py), two processes.
-GUNICORN_ARGS = ("-c", "webhook/gunicorn_conf.py", "--workers", "2", "--timeout", "30")
+# The receiver's recommended server settings (gunicorn.conf.py), two processes.
+GUNICORN_ARGS = ("-c", "gunicorn.conf.py", "--workers", "2", "--timeout", "30")
 
 
 def worker_command(name: str, pool: tuple[str, ...]) -> list[str]:

@@ -1,6 +1,6 @@
 """Metrics and logs of the running stack: counters move, one conversation can be followed.
 
-The receiver runs under ``gunicorn -c webhook/gunicorn_conf.py`` with two workers, so
+The receiver runs under ``gunicorn -c gunicorn.conf.py`` with two workers, so
 its ``/metrics`` only adds up when multiprocess mode works; each Celery worker serves
 its own port. Logs are JSON lines (PARLEY_LOG_FORMAT=json in tests/e2e/stack.py).
 """

@@ -14,6 +14,7 @@ from typing import Any
 from conversation.content import current_menu
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
+from conversation.kinds import Role, role
 from conversation.state import (
     ActionCall,
     ActionFailed,
@@ -29,6 +30,9 @@ from tests.reliability.meta_limits import violations
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 CONFIG = EngineConfig()
 QUIET_OUTCOMES = frozenset({"reaction", "ignored"})  # the only outcomes that may send nothing
+# What the kinds table's non-speaking kinds (and an edit or Flow reply kept without a
+# reply) come out as: always silent, never the fallback.
+SILENT_OUTCOMES = frozenset({"recorded", "unknown_kind", "submitted"})
 
 
 class FakeActions:
@@ -65,7 +69,9 @@ class Walker:
     steps: int = 0
     quiet: frozenset[str] = QUIET_OUTCOMES
 
-    def send(self, kind: str, text: str | None = None, choice_id: str | None = None, mtype: str = "") -> StepResult:
+    def send(
+        self, kind: str, text: str | None = None, choice_id: str | None = None, mtype: str = "", **fields: Any
+    ) -> StepResult:
         self.steps += 1
         event = InboundEvent(
             wamid=f"wamid.walk{self.steps}",
@@ -76,6 +82,7 @@ class Walker:
             message_type=mtype or {"choice": "interactive", "media": "image"}.get(kind, kind),
             text=text,
             choice_id=choice_id,
+            **fields,
         )
         self.state = replace(self.state, profile_name=self.profile_name)
         result = handle(self.templates, self.state, event, self.now, CONFIG, self.actions)
@@ -94,7 +101,11 @@ class Walker:
 
 def check_result(templates: TemplateSet, result: StepResult, kind: str, quiet: frozenset[str] = QUIET_OUTCOMES) -> None:
     """No customer left without a reply path, nothing Meta would refuse."""
-    if kind != "reaction" and result.outcome not in quiet:
+    if role(kind) in (Role.EVENT, Role.IDENTITY, Role.UNKNOWN):  # type: ignore[arg-type]
+        assert result.outcome in SILENT_OUTCOMES | {"reaction"}, f"event {kind} came out as {result.outcome}"
+    if result.outcome in SILENT_OUTCOMES:
+        assert not result.messages and not any(isinstance(e, FallbackSent) for e in result.effects)
+    elif kind != "reaction" and result.outcome not in quiet:
         assert result.messages, f"outcome {result.outcome} sent nothing"
     if result.outcome == "ignored":
         assert result.conversation is None, "only a customer without a conversation is ever ignored"

@@ -1,9 +1,11 @@
 """The step engine on the shipped flows, under random customers: never raises, never strands.
 
-A customer is any sequence of texts, taps (valid, stale, forged), media, reactions and
-pauses (up to past their conversation's expiry), with any profile name, with actions
-that work or fail. After every message: no exception, a reply unless the message was a
-reaction or a repeated fallback, a live conversation only on an existing step that can
+A customer is any sequence of texts, taps (valid, stale, forged), media, reactions,
+events (deletions, notices, identity changes, unknown kinds), edits of their latest
+message, catalog orders, Flow replies and pauses (up to past their conversation's
+expiry), with any profile name, with actions that work or fail. After every message: no
+exception, a reply unless the message was a reaction, an event or a repeated fallback
+(an event never gets one), a live conversation only on an existing step that can
 be shown, no reply Meta would refuse. From wherever they end up, "hi" brings the menu
 and "cancel" ends the conversation. Customer text that looks like a placeholder or a
 format string comes back literally.
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
+from conversation.events import Cart, CartItem, IdentityChange
 from conversation.state import CANCEL_ID, RESTART_ID, RETRY_ID, TemplateSet
 from templates.loader import load_directory
 from templates.normalize import normalize
@@ -59,8 +62,17 @@ events = st.one_of(
     st.tuples(st.just("text"), texts),
     st.tuples(st.just("choice"), choices),
     st.tuples(st.sampled_from(["media", "location", "contacts", "reaction", "unsupported"]), st.none()),
+    st.tuples(st.sampled_from(["revoke", "call_permission", "notice", "welcome", "identity", "unknown"]), st.none()),
+    st.tuples(st.just("edit"), texts),
+    st.tuples(st.sampled_from(["order", "flow_reply"]), st.none()),
     st.tuples(st.just("wait"), st.sampled_from([5, 3600, 2 * 3600, 25 * 3600])),
 )
+CART = Cart("cat", (CartItem("coffee", 2, "3.50", "EUR"),), None)
+EXTRA = {
+    "order": {"cart": CART},
+    "flow_reply": {"answers": {"flow_token": "t", "party_size": "2"}},
+    "identity": {"identity": IdentityChange("15550001111", None, "15550002222", None)},
+}
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -72,6 +84,10 @@ def play(walker: Walker, sequence: list[tuple[str, object]]) -> None:
             walker.send("text", text=str(arg))
         elif kind == "choice":
             walker.send("choice", text=None, choice_id=str(arg))
+        elif kind == "edit":  # of the message before it: the latest answer, when it was one
+            walker.send("edit", text=str(arg), target_wamid=f"wamid.walk{walker.steps}")
+        elif kind in EXTRA:
+            walker.send(kind, **EXTRA[kind])
         else:
             walker.send(kind, mtype={"media": "image", "unsupported": "poll_update"}.get(kind, kind))
 

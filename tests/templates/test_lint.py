@@ -329,3 +329,16 @@ def test_errors_are_sorted_and_unique() -> None:
     assert errors == sorted(errors, key=LintError.sort_key)
     assert len(errors) == len(set(errors))
     assert lint(t) == errors
+
+
+def test_an_order_flow_may_use_the_cart_in_its_entry_message_and_later() -> None:
+    steps = {"initial": {"next_steps": {"a": "done", "b": "done"}}, "done": {**END, "prompt": "{cart_total} ok"}}
+    in_entry = flow("cart", {"initial": steps["initial"], "done": END}, body="You ordered {cart_summary}")
+    in_step = flow("cart", steps)
+    assert [e.message for e in lint(in_entry)] == [
+        "menu_structure.body.text: placeholder {cart_summary} is not available in the entry message"
+        " (only globals: profile_name)"
+    ]
+    assert any("placeholder {cart_total}" in e.message for e in lint(in_step))
+    for ok in (in_entry, in_step):
+        assert lint(ok.model_copy(update={"trigger": "order"})) == []

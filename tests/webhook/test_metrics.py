@@ -183,7 +183,7 @@ def test_gunicorn_conf_prepares_the_directory_and_forgets_dead_workers(
     web.mkdir()
     (web / "counter_999999.db").write_bytes(b"stale")
     (web / "gauge_livesum_4242.db").write_bytes(b"live")
-    conf = runpy.run_path(str(ROOT / "webhook" / "gunicorn_conf.py"))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     # Set at load already: with --preload the master imports the app before on_starting.
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(web)
     assert (web / "counter_999999.db").exists()

@@ -148,7 +148,7 @@ def load_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # the file sets it at load
     monkeypatch.setenv("PARLEY_ENV", "test")
     monkeypatch.setenv("PARLEY_METRICS_DIR", str(tmp_path))
-    return runpy.run_path(str(ROOT / "webhook" / "gunicorn_conf.py"))
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
 
 def test_gunicorn_conf_recommends_threaded_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

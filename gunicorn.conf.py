@@ -1,6 +1,10 @@
-"""gunicorn settings for the receiver: ``gunicorn -c webhook/gunicorn_conf.py "webhook:create_app()"``.
+"""gunicorn settings for the receiver.
 
-What it adds to the plain ``gunicorn "webhook:create_app()"`` (which keeps working):
+gunicorn reads ``gunicorn.conf.py`` from its working directory when no ``-c`` is given, so
+``gunicorn "webhook:create_app()"`` started from the repository root (the image's ``/app``)
+gets all of this with no flag; from elsewhere pass ``-c path/to/gunicorn.conf.py``. gunicorn
+puts its working directory on ``sys.path`` before loading this file, which is what lets
+it import ``settings`` and ``conversation`` below. What it sets:
 
 - The recommended server settings: threaded workers (``gthread``, 8 threads each), one
   process per CPU (at least 2; ``WEB_CONCURRENCY`` or ``--workers`` override it). A
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +43,13 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or 0) or max(2, len(os.sched_get
 
 try:
     _settings = load_settings()
-except SettingsError:
-    # create_app refuses to start with the one-line reason; nothing to set up here.
-    _settings = None
+except SettingsError as exc:
+    # Refuse here, in the master, before any worker is forked: one line, once. Left to
+    # create_app, every worker would print it and the second failure, arriving while
+    # gunicorn is already halting, ends in a traceback. SystemExit is no Exception, so
+    # gunicorn's config loader lets it through without a traceback of its own.
+    print(" ".join(str(exc).split()), file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 def use_metrics_dir(path: Path) -> bool:
@@ -54,11 +63,10 @@ def use_metrics_dir(path: Path) -> bool:
     return True
 
 
-if _settings is not None:
-    logconfig_dict = gunicorn_log_config(_settings)
-    # Set here, at config load, not in a hook: with --preload the master imports the app
-    # (and prometheus_client) before on_starting runs.
-    use_metrics_dir(_settings.metrics_dir / "web")
+logconfig_dict = gunicorn_log_config(_settings)
+# Set here, at config load, not in a hook: with --preload the master imports the app
+# (and prometheus_client) before on_starting runs.
+use_metrics_dir(_settings.metrics_dir / "web")
 
 
 def on_starting(server: Any) -> None:
