@@ -196,3 +196,10 @@ def test_funnel_table_is_readable(flows: Session) -> None:
     assert table[1].split() == ["step", "reached", "%", *EndReason]
     assert table[3].split() == ["quantity", "1", "100", "0", "1", "0", "0", "0", "0"]
     assert table[-1].split() == ["total", "1", "0", "1", "0", "0", "0", "0"]
+
+
+def test_the_funnel_is_per_flow_whatever_the_language(flows: Session) -> None:
+    turns(flows, customer("15550000400"), {"send": "order"}, {"tap": "coffee"}, {"send": "cancel"})
+    turns(flows, customer("15550000401"), {"send": "pedido"}, {"tap": "coffee"}, {"send": "cancel"})
+    quantity = next(s for s in stats.dropoff(flows, "new_order").steps if s.step == "quantity")
+    assert (quantity.reached, quantity.cancelled) == (2, 2)  # the English and the Portuguese customer
