@@ -215,3 +215,12 @@ def deployment_catalogues(default_language: str, overrides: Path | None, fallbac
     english = shipped_catalogues().get(REFERENCE).texts["fallback"]
     own = fallback_text if fallback_text and fallback_text != english else None
     return load_catalogues(default_language, overrides, own)
+
+
+def texts_problems(overrides: Path, default_language: str) -> list[str]:
+    """Every defect of a deployment's text overrides in ``overrides`` (absent is fine), one line each."""
+    try:
+        load_catalogues(default_language, overrides)
+    except TextsError as exc:
+        return exc.problems
+    return []

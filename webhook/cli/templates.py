@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
+from conversation.texts.catalogue import texts_problems
 from templates.loader import load_directory
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
@@ -32,8 +34,12 @@ def validate_templates(directory: str) -> None:
     templates, errors = _load(directory)
     for error in errors:
         click.echo(str(error), err=True)
-    if errors:
-        click.echo(f"{len(errors)} error(s); no template in {directory} is valid until they are fixed.", err=True)
+    problems = texts_problems(Path(directory) / "texts", current_app.config["PARLEY_SETTINGS"].default_language)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if errors or problems:
+        count = len(errors) + len(problems)
+        click.echo(f"{count} error(s); no template in {directory} is valid until they are fixed.", err=True)
         sys.exit(1)
     click.echo(f"{len(templates)} template(s) OK: {', '.join(sorted(templates))}")
 

@@ -41,3 +41,17 @@ def test_an_incomplete_translation_is_refused_line_by_line(tmp_path: Path) -> No
         f"{path}: step order_status: translations.pt_BR.prompt: placeholder {{situacao}} is not in the en text",
         f"3 error(s); no template in {folder} is valid until they are fixed.",
     ]
+
+
+def test_a_broken_text_override_beside_the_flows_is_refused_too(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    shutil.copytree(ROOT / "templates", folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "texts").mkdir()
+    override = folder / "texts" / "pt_BR.yaml"
+    override.write_text('texts:\n  cancelld: "Cancelado."\n  media: "Não consigo abrir {what}."\n', encoding="utf-8")
+    code, out, err = validate(folder)
+    assert (code, out) == (1, "")
+    lines = err.splitlines()
+    assert len(lines) == 3 and lines[-1] == f"2 error(s); no template in {folder} is valid until they are fixed."
+    assert all(line.startswith(f"{override}: texts.") for line in lines[:2])
+    assert "cancelld" in lines[0] and "{expected}" in lines[1]
