@@ -212,11 +212,11 @@ def _read(path: Path) -> tuple[Any, list[LintError]]:
         return None, [LintError(file, None, None, None, f"cannot read file: {exc}")]
 
 
-def _load(path: Path) -> tuple[TemplateDef | None, list[LintError], Any]:
+def _load(path: Path, default_language: str = DEFAULT_LANGUAGE) -> tuple[TemplateDef | None, list[LintError], Any]:
     data, errors = _read(path)
     if errors:
         return None, errors, None
-    definition, errors = parse_definition(data, str(path))
+    definition, errors = parse_definition(data, str(path), default_language)
     name = data.get("template_name") if isinstance(data, dict) else None
     if isinstance(name, str) and name != path.stem:
         message = f"template_name: '{name}' must match the file name '{path.stem}'"
@@ -270,8 +270,12 @@ def load_directory(
     path: Path,
     actions: Mapping[str, frozenset[str]] | None = None,
     globals_: frozenset[str] = frozenset(),
+    default_language: str = DEFAULT_LANGUAGE,
 ) -> LoadResult:
-    """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together."""
+    """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together.
+
+    ``default_language``: the language of a flow that names none (its translations are
+    checked against it)."""
     result = LoadResult()
     # The message template catalogue shares the directory but is no flow (message_templates.py).
     files = sorted(
@@ -281,7 +285,7 @@ def load_directory(
     seen: dict[str, Path] = {}
     duplicates: set[str] = set()
     for file in files:
-        definition, errors, data = _load(file)
+        definition, errors, data = _load(file, default_language)
         result.errors.extend(errors)
         name = data.get("template_name") if isinstance(data, dict) else None
         if isinstance(name, str):
@@ -301,7 +305,7 @@ def load_directory(
         result.sources.pop(name, None)
     keyword_errors = translation_checks.keyword_errors(
         {
-            n: translation_checks.languages_of(t, str(result.sources[n]), DEFAULT_LANGUAGE)
+            n: translation_checks.languages_of(t, str(result.sources[n]), default_language)
             for n, t in result.templates.items()
         }
     )

@@ -23,7 +23,8 @@ templates_cli = AppGroup("templates", help="Validate, load and inspect flow temp
 
 
 def _load(directory: str) -> tuple[dict, list]:
-    result = load_directory(Path(directory), actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS)
+    language = current_app.config["PARLEY_SETTINGS"].default_language
+    result = load_directory(Path(directory), ACTION_PROVIDES, GLOBAL_PLACEHOLDERS, default_language=language)
     return result.templates, result.errors
 
 
