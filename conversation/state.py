@@ -198,4 +198,5 @@ class TemplateSet:
         template = self.templates.get(name)
         if template is None or not template.is_active:
             return None
-        return self.languages[name].get(language) or template if language else template
+        localized = self.languages[name].get(language) if language else None
+        return localized or template
