@@ -123,12 +123,12 @@ def check_visibility_timeout(app: Celery) -> None:
 def check_texts(settings: Settings) -> None:
     """parley's own texts load with the deployment's overrides (``texts/`` beside the flows):
     a worker would otherwise fail every message on a typo in one of them."""
-    from conversation.texts.catalogue import TextsError, deployment_catalogues
+    from conversation.texts.catalogue import texts_problems
 
-    try:
-        deployment_catalogues(settings.default_language, settings.templates_dir / "texts", settings.fallback_text)
-    except TextsError as exc:
-        raise StartRefused(str(exc)) from None
+    # Read afresh, not through the per-process cache: the files are what this start will use.
+    problems = texts_problems(settings.templates_dir / "texts", settings.default_language)
+    if problems:
+        raise StartRefused(f"{len(problems)} problem(s) in parley's texts: " + "; ".join(problems))
 
 
 def check_worker(app: Celery, env: Mapping[str, str] | None = None) -> None:
