@@ -23,8 +23,8 @@ from conversation.state import EngineConfig
 from conversation.texts.catalogue import shipped_catalogues
 from conversation.turn import process_event
 from templates.loader import load_directory
-from tests.conftest import migrate
 from tests.conversation.transcript import TRANSCRIPTS, Customer, describe, load, matches
+from tests.support.database import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 # The shipped texts of every language, English the default, as a deployment without overrides has.

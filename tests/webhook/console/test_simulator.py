@@ -33,8 +33,9 @@ from conversation.payload import parse_payload
 from conversation.turn import engine_config, process_event
 from settings import ROOT, Settings, SettingsError, load_settings
 from templates import diagrams
-from tests.conftest import engine_with_shipped_flows, service_missing
+from tests.conftest import engine_with_shipped_flows
 from tests.conversation.transcript import Customer
+from tests.support.services import service_missing
 from webhook import simulator_enabled
 from webhook.console import simulator
 from webhook.signature import verify
