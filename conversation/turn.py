@@ -25,11 +25,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from conversation import handoff_turn
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
-from conversation.models import Contact, ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
+from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
 from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
 from conversation.template_cache import TEMPLATE_CACHE
 from conversation.texts.catalogue import deployment_catalogues
@@ -47,10 +48,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         fallback_text=settings.fallback_text,
         fallback_period=timedelta(seconds=settings.fallback_period_seconds),
         default_expiry=timedelta(hours=settings.default_expiry_hours),
-        # A deployment's own texts sit in texts/ beside its flow files (docs/LANGUAGES.md).
-        catalogues=deployment_catalogues(
-            settings.default_language, settings.templates_dir / "texts", settings.fallback_text
-        ),
+        catalogues=deployment_catalogues(settings.default_language, settings.templates_dir, settings.fallback_text),
+        handoff_words=settings.handoff_words,
     )
 
 
@@ -75,6 +74,7 @@ class InboundResult:
     user_key: str
     outcome: str = "duplicate"
     outbox_ids: list[int] = field(default_factory=list)
+    events: int = 0  # events recorded for PARLEY_EVENTS_URL: hand them to a deliverer after commit
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,12 @@ def process_event(
     config: EngineConfig,
     mark_as_read: bool = True,
     now: datetime | None = None,
+    events: bool = False,
 ) -> InboundResult:
-    """Handle one customer message exactly once; returns the outbox rows to hand on."""
+    """Handle one customer message exactly once; returns the outbox rows to hand on.
+
+    With ``events`` (``PARLEY_EVENTS_URL`` is set) the events this turn causes are recorded.
+    """
     now = now or utcnow()
     user_key = event.user.key
     inbound_id = claim(session, event, now)
@@ -146,6 +150,7 @@ def process_event(
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
         language=contact.language,
+        handed_off=handoff_turn.is_handed_off(session, user_key),
     )
     result = handle(
         TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session, catalogues=config.catalogues)
@@ -172,11 +177,14 @@ def process_event(
 
     if result.language != contact.language:  # remembered for the fallback after it ends
         conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": result.language})
-    events = []
+    recorded = handoff_turn.carry_out(session, event, result, now, events)
+    rows_of_events = []
     for effect in result.effects:
         if isinstance(effect, Submit):
+            submission_id = uuid.uuid4()
             session.add(
                 Submission(
+                    id=submission_id,
                     template_name=effect.template,
                     user_key=user_key,
                     phone_number=event.user.phone,
@@ -186,16 +194,19 @@ def process_event(
                     created_at=now,
                 )
             )
+            if events:
+                handoff_turn.flow_completed(session, effect.template, user_key, submission_id, effect.answers, now)
+                recorded += 1
         elif isinstance(effect, FallbackSent):
             conn.execute(sql.SET_FALLBACK, {"k": user_key, "now": now})
         elif isinstance(effect, Entered):
-            events.append(_event(user_key, effect.template, effect.step, "entered", now))
+            rows_of_events.append(_event(user_key, effect.template, effect.step, "entered", now))
         elif isinstance(effect, Ended):
-            events.append(_event(user_key, effect.template, effect.step, effect.reason, now))
+            rows_of_events.append(_event(user_key, effect.template, effect.step, effect.reason, now))
             log.info("conversation ended", extra={"template": effect.template, "step": effect.step})
-    if events:
+    if rows_of_events:
         # Effects come in order (an end before the next start), and so must the rows' ids.
-        conn.execute(sql.EVENT_INSERT, events).all()
+        conn.execute(sql.EVENT_INSERT, rows_of_events).all()
 
     rows = []
     if mark_as_read and event.kind != "reaction":
@@ -203,7 +214,7 @@ def process_event(
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
     ids = _queue(session, rows)
     conn.execute(sql.SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
-    return InboundResult(False, user_key, result.outcome, ids)
+    return InboundResult(False, user_key, result.outcome, ids, recorded)
 
 
 def dead_letter(session: Session, event: InboundEvent, error: str, apology: dict[str, Any], now: datetime) -> bool:
@@ -264,13 +275,11 @@ def _event(user_key: str, template: str, step: str, what: str, now: datetime) ->
 # --- an operator's or the seed API's writes (ConversationService) --------------------
 
 
-def set_language(session: Session, user_key: str, language: str | None) -> None:
-    """Speak ``language`` to ``user_key`` from their next message on (the simulator's switch)."""
+def set_language(session: Session, user_key: str, language: str | None) -> bool:
+    """Speak ``language`` to ``user_key`` from their next message on (the simulator's switch); False: no such customer."""
     conn = session.connection()
-    if not conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": language}).rowcount:
-        session.add(Contact(user_key=user_key, language=language, pair_limit_hits=0))
     conn.execute(sql.STATE_SET_LANGUAGE, {"k": user_key, "language": language})
-    session.flush()
+    return bool(conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": language}).rowcount)
 
 
 def record_event(session: Session, user_key: str, template: str, step: str, event: str, now: datetime) -> None:
@@ -292,15 +301,9 @@ def live_conversation(
 
 
 def start(
-    session: Session,
-    user: UserRef,
-    template: TemplateDef,
-    config: EngineConfig,
-    now: datetime,
-    language: str | None = None,
+    session: Session, user: UserRef, template: TemplateDef, config: EngineConfig, now: datetime
 ) -> ConversationState:
-    """Put ``user`` at the start of ``template`` (in ``language``; None: the default),
-    replacing any conversation they had."""
+    """Put ``user`` at the start of ``template``, replacing any conversation they had."""
     end(session, user.key, "restarted", now)
     record_event(session, user.key, template.template_name, INITIAL, "entered", now)
     row = ConversationState(
@@ -312,7 +315,6 @@ def start(
         context={},
         last_interaction=now,
         expires_at=config.expiry(template, now),
-        language=language,
     )
     session.add(row)
     session.flush()

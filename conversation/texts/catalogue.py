@@ -206,15 +206,16 @@ def shipped_catalogues() -> Catalogues:
 
 
 @lru_cache(maxsize=8)
-def deployment_catalogues(default_language: str, overrides: Path | None, fallback_text: str | None) -> Catalogues:
-    """A deployment's texts, loaded once per process (the settings do not change under it).
+def deployment_catalogues(default_language: str, flows_dir: Path, fallback_text: str | None) -> Catalogues:
+    """A deployment's texts, loaded once per process (the settings do not change under it):
+    the shipped ones merged with its overrides in ``texts/`` beside its flow files.
 
     ``fallback_text`` is the older single-language setting; the English default it carries
     when unset is not an override, so a Portuguese default keeps its Portuguese fallback.
     """
     english = shipped_catalogues().get(REFERENCE).texts["fallback"]
     own = fallback_text if fallback_text and fallback_text != english else None
-    return load_catalogues(default_language, overrides, own)
+    return load_catalogues(default_language, flows_dir / "texts", own)
 
 
 def texts_problems(overrides: Path, default_language: str) -> list[str]:

@@ -268,6 +268,8 @@ def test_the_routes_are_tried_in_this_order():
         "event",
         "edit",
         "flow gone",
+        "handed off",
+        "handoff word",
         "way-out button",
         "order",
         "flow reply",

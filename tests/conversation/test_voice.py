@@ -61,7 +61,7 @@ def test_the_deployment_default_and_its_overrides_reach_the_engine(tmp_path: Pat
     # The English default of PARLEY_FALLBACK_TEXT is no override: the Portuguese default keeps its own.
     assert voice(config, None).fallback == "Desculpe, não entendi. Mande *oi* para ver o menu."
     assert voice(config, "en").texts.cancelled == shipped_catalogues().get("en").texts["cancelled"]
-    own = deployment_catalogues("en", None, "Hello? Send *hi*.")
+    own = deployment_catalogues("en", tmp_path / "none", "Hello? Send *hi*.")
     assert (
         own.get("en").texts["fallback"] == "Hello? Send *hi*."
         and own.get("pt_BR").texts["fallback"] != "Hello? Send *hi*."

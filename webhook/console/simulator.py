@@ -117,7 +117,7 @@ def config() -> Response:
 
 
 @bp.post("/api/language")
-def switch_language() -> Response:
+def switch_language() -> tuple[Response, int]:
     """Speak another language to the customer from their next message (``{user, language}``)."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -128,8 +128,10 @@ def switch_language() -> Response:
     except LanguageError as exc:
         raise BadInput(str(exc)) from None
     with session_scope() as session:
-        set_language(session, user, language)
-    return jsonify(user=user, language=language)
+        known = set_language(session, user, language)
+    if not known:  # nothing to remember it on yet; the first keyword sets the language anyway
+        return jsonify(error=f"no customer {user} yet: send a message first"), 404
+    return jsonify(user=user, language=language), 200
 
 
 @bp.post("/api/send")

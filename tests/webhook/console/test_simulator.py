@@ -468,9 +468,12 @@ def test_switching_the_language_speaks_it_from_the_next_message(client: FlaskCli
             last_interaction=now,
             expires_at=now + timedelta(hours=24),
             language="en",
-        )
+        ),
+        Contact(user_key=phone, phone_number=phone, language="en", pair_limit_hits=0),
     )
     assert client.get("/simulator/api/config").json["languages"] == ["en", "pt_BR"]
+    unknown = client.post("/simulator/api/language", json={"user": user(), "language": "pt_BR"})
+    assert unknown.status_code == 404 and "send a message first" in unknown.json["error"]
     switched = client.post("/simulator/api/language", json={"user": phone, "language": "pt-br"})
     assert (switched.status_code, switched.json) == (200, {"user": phone, "language": "pt_BR"})
     assert client.get(f"/simulator/api/state?user={phone}").json["conversation"]["language"] == "pt_BR"
