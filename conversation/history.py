@@ -142,6 +142,7 @@ def conversation_state(session: Session, user: str, now: datetime) -> dict[str, 
         "expires_at": row.expires_at.isoformat(),
         "last_interaction": row.last_interaction.isoformat(),
         "live": row.expires_at > now,
+        "language": row.language,
     }
 
 

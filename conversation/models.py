@@ -125,6 +125,8 @@ class ConversationState(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # When the current step's reminder is due (its remind_after); None: none is, or it went.
     remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The customer's language in this conversation (a code like pt_BR); None: the default.
+    language: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -150,6 +152,8 @@ class Contact(Base):
     pair_limit_hits: Mapped[int] = mapped_column(Integer, default=0)
     # Set by an opt-out word, cleared by an opt-in word (conversation/consent.py).
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The language of their last conversation: a fallback without one speaks it.
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class InboundMessage(Base):
@@ -226,6 +230,7 @@ class Submission(Base):
     phone_number: Mapped[str | None] = mapped_column(String(32))
     user_id: Mapped[str | None] = mapped_column(String(160))
     answers: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    language: Mapped[str | None] = mapped_column(String(16))  # the customer's, when they answered
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

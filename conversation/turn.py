@@ -19,13 +19,13 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from conversation import consent, consent_route, handoff_turn, reminders, window
+from conversation import consent, handoff_turn, reminders, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
@@ -42,23 +42,9 @@ from conversation.state import (
     Submit,
 )
 from conversation.template_cache import TEMPLATE_CACHE
-from settings import Settings
 from templates.schema import INITIAL, TemplateDef
 
 log = logging.getLogger(__name__)
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    """What the engine needs of the deployment's settings."""
-    return EngineConfig(
-        cancel_words=settings.cancel_words,
-        max_invalid_answers=settings.max_invalid_answers,
-        fallback_text=settings.fallback_text,
-        fallback_period=timedelta(seconds=settings.fallback_period_seconds),
-        default_expiry=timedelta(hours=settings.default_expiry_hours),
-        handoff_words=settings.handoff_words,
-        **consent_route.engine_settings(settings),
-    )
 
 
 def snapshot(row: Any) -> Conversation:
@@ -69,6 +55,7 @@ def snapshot(row: Any) -> Conversation:
         context=dict(row.context or {}),
         expires_at=row.expires_at,
         last_interaction=row.last_interaction,
+        language=row.language,
     )
 
 
@@ -88,6 +75,7 @@ class InboundResult:
 class ContactFacts:
     last_fallback_at: datetime | None
     profile_name: str | None
+    language: str | None = None
 
 
 def jsonb_safe(value: Any) -> Any:
@@ -128,7 +116,7 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
         "now": now,
     }
     row = session.connection().execute(sql.CONTACT_UPSERT, params).one()
-    return ContactFacts(row.last_fallback_at, row.profile_name)
+    return ContactFacts(row.last_fallback_at, row.profile_name, row.language)
 
 
 def lock_recipient(session: Session, user_key: str, phone: str | None, user_id: str | None) -> datetime | None:
@@ -163,10 +151,11 @@ def process_event(
         conversation=snapshot(row) if row is not None else None,
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
+        language=contact.language,
         handed_off=handoff_turn.is_handed_off(session, user_key),
     )
     templates = TEMPLATE_CACHE.get(session)
-    result = handle(templates, state, event, now, config, Actions(session))
+    result = handle(templates, state, event, now, config, Actions(session, catalogues=config.catalogues))
 
     if result.conversation is None:
         if row is not None:
@@ -183,10 +172,13 @@ def process_event(
             "last": conv.last_interaction,
             "expires": conv.expires_at,
             "remind": reminders.due_at(templates, conv, now),
+            "language": conv.language,
             "now": now,
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
 
+    if result.language != contact.language:  # remembered for the fallback after it ends
+        conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": result.language})
     recorded = handoff_turn.carry_out(session, event, result, now, events)
     rows_of_events = []
     for effect in result.effects:
@@ -200,6 +192,7 @@ def process_event(
                     phone_number=event.user.phone,
                     user_id=event.user.user_id,
                     answers=effect.answers,
+                    language=effect.language,
                     created_at=now,
                 )
             )
@@ -284,6 +277,13 @@ def _event(user_key: str, template: str, step: str, what: str, now: datetime) ->
 
 
 # --- an operator's or the seed API's writes (ConversationService) --------------------
+
+
+def set_language(session: Session, user_key: str, language: str | None) -> bool:
+    """Speak ``language`` to ``user_key`` from their next message on (the simulator's switch); False: no such customer."""
+    conn = session.connection()
+    conn.execute(sql.STATE_SET_LANGUAGE, {"k": user_key, "language": language})
+    return bool(conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": language}).rowcount)
 
 
 def record_event(session: Session, user_key: str, template: str, step: str, event: str, now: datetime) -> None:

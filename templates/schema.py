@@ -288,6 +288,10 @@ class TemplateDef(Strict):
     # ``order``: the flow starts when a customer sends a cart from the catalog.
     trigger: Literal["order"] | None = None
     description: str | None = None
+    # The language of the texts below (a code like en or pt_BR; None: the deployment's
+    # default), and per other language only texts, checked by translation_checks.py.
+    language: str | None = None
+    translations: dict[str, Any] | None = None
     menu_structure: MenuStructure
 
     @model_validator(mode="after")

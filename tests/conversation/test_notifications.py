@@ -128,7 +128,7 @@ def test_an_opted_out_customer_gets_no_notification(db_session: Session) -> None
     ("request_", "field"),
     [
         (NotificationRequest(PHONE, "x", template=TemplateRequest("nope", "en_US", [])), "template.name"),
-        (NotificationRequest(PHONE, "x", template=TemplateRequest("order_ready", "pt_BR", ["1"])), "template.language"),
+        (NotificationRequest(PHONE, "x", template=TemplateRequest("order_ready", "es", ["1"])), "template.language"),
         (NotificationRequest(PHONE, "x", template=TemplateRequest("order_ready", "en_US", [])), "template.parameters"),
         (NotificationRequest("12", "x", template=TemplateRequest("order_ready", "en_US", ["1"])), "to"),
     ],

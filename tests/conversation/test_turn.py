@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from conversation import consent, turn, window
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.content import text_message
+from conversation.engine_settings import engine_config
 from conversation.events import InboundEvent, UserRef
 from conversation.models import Contact, ConversationEvent, ConversationState, InboundMessage, OutboundMessage
 from conversation.service import ConversationService
@@ -111,7 +112,7 @@ def test_engine_config_comes_from_the_settings() -> None:
     settings = load_settings(
         {"PARLEY_DEFAULT_EXPIRY_HOURS": "5", "PARLEY_FALLBACK_PERIOD_SECONDS": "90", "PARLEY_ENV": "development"}
     )
-    config = turn.engine_config(settings)
+    config = engine_config(settings)
     assert config.default_expiry == timedelta(hours=5) and config.fallback_period == timedelta(seconds=90)
     assert config.cancel_words == settings.cancel_words and config.fallback_text == settings.fallback_text
 

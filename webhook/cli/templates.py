@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 import templates as templates_package
@@ -17,6 +18,7 @@ import webhook.console as console_package
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
+from conversation.texts.catalogue import texts_problems
 from templates.lint import LintError
 from templates.loader import lint_definitions, load_directory, load_file
 from templates.message_templates import CATALOGUE_FILE, load_catalogue
@@ -30,7 +32,8 @@ templates_cli = AppGroup("templates", help="Validate, load and inspect flow temp
 
 
 def _load(directory: str) -> tuple[dict, list]:
-    result = load_directory(Path(directory), actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS)
+    language = current_app.config["PARLEY_SETTINGS"].default_language
+    result = load_directory(Path(directory), ACTION_PROVIDES, GLOBAL_PLACEHOLDERS, default_language=language)
     return result.templates, result.errors
 
 
@@ -58,10 +61,14 @@ def validate_templates(paths: tuple[str, ...]) -> None:
         uses = [u for name, t in templates.items() for u in flow_template_uses(_source(path, name), t)]
         errors.extend(lint_template_uses(uses, catalogue.catalogue) if not catalogue.errors else [])
     errors = sorted(set(errors), key=LintError.sort_key)
-    for error in errors:
-        click.echo(str(error), err=True)
-    if errors:
-        click.echo(f"{len(errors)} error(s); a flow with an error is not valid until it is fixed.", err=True)
+    # A folder's own texts (texts/ beside its flows) are checked too: a typo there stops the workers.
+    language = current_app.config["PARLEY_SETTINGS"].default_language
+    problems = [p for path in map(Path, paths) if path.is_dir() for p in texts_problems(path / "texts", language)]
+    for error in [*map(str, errors), *problems]:
+        click.echo(error, err=True)
+    if errors or problems:
+        count = len(errors) + len(problems)
+        click.echo(f"{count} error(s); a flow with an error is not valid until it is fixed.", err=True)
         sys.exit(1)
     click.echo(f"{len(valid)} template(s) OK: {', '.join(sorted(valid))}")
     if messages:

@@ -26,11 +26,14 @@ from sqlalchemy.orm import Session
 import settings as settings_module
 from conversation import history
 from conversation.db import session_scope
+from conversation.engine_settings import engine_config
 from conversation.models import utcnow
 from conversation.service import ConversationService, to_definition
 from conversation.template_messages import with_rendered
+from conversation.turn import set_language
 from settings import Settings
 from templates.diagrams import GraphvizMissing, build_graph, render, to_dot, to_mermaid
+from templates.languages import LanguageError, canonical
 from templates.message_templates import Catalogue, load_catalogue
 from webhook import simulator_enabled
 from webhook.console import replays
@@ -124,7 +127,26 @@ def config() -> Response:
         templates=names,
         users=recent,
         replays=replays.catalogue(),
+        languages=engine_config(settings).catalogues.languages,
     )
+
+
+@bp.post("/api/language")
+def switch_language() -> tuple[Response, int]:
+    """Speak another language to the customer from their next message (``{user, language}``)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadInput("send a JSON object: {user, language}")
+    user = normalize_user(data.get("user"))
+    try:
+        language = canonical(str(data.get("language") or ""))
+    except LanguageError as exc:
+        raise BadInput(str(exc)) from None
+    with session_scope() as session:
+        known = set_language(session, user, language)
+    if not known:  # nothing to remember it on yet; the first keyword sets the language anyway
+        return jsonify(error=f"no customer {user} yet: send a message first"), 404
+    return jsonify(user=user, language=language), 200
 
 
 @bp.post("/api/send")

@@ -36,7 +36,7 @@ def test_validate_a_folder() -> None:
     done = run("validate", str(SHIPPED))
     assert done.exit_code == 0, done.stderr
     assert done.stdout == (
-        "4 template(s) OK: account, main_menu, new_order, support\n"
+        "5 template(s) OK: account, language, main_menu, new_order, support\n"
         "2 message template(s) OK: order_ready, order_reminder\n"
     )
 
@@ -93,3 +93,41 @@ def test_graph_svg_without_dot_names_the_html_format(monkeypatch: pytest.MonkeyP
     done = run("graph", "account", "--dir", str(SHIPPED), "--format", "svg", "--highlight", "initial")
     assert done.exit_code == 1
     assert "--format html" in done.stderr and "nothing to install" in done.stderr
+
+
+# --- translations and parley's own texts ------------------------------------------------
+
+
+def test_an_incomplete_translation_is_refused_line_by_line(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    path = folder / "support.yaml"
+    text = path.read_text(encoding="utf-8")
+    # Two defects: a step's Portuguese prompt gone, another's placeholder lost.
+    gone = '        prompt: "Qual é o número do seu pedido? (por exemplo, ORD-000123)"\n'
+    lost = ('prompt: "Pedido {order_number}: {order_status}"', 'prompt: "Pedido {order_number}: {situacao}"')
+    assert text.count(gone) == 1 and text.count(lost[0]) == 1
+    path.write_text(text.replace(gone, "").replace(*lost), encoding="utf-8")
+    done = run("validate", str(folder))
+    assert (done.exit_code, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        f"{path}: step order_number: translations.pt_BR.prompt: missing: the en text is"
+        " 'What is your order number? (e.g. ORD-000123)'",
+        f"{path}: step order_status: translations.pt_BR.prompt: placeholder {{order_status}} of the en text is missing",
+        f"{path}: step order_status: translations.pt_BR.prompt: placeholder {{situacao}} is not in the en text",
+        "3 error(s); a flow with an error is not valid until it is fixed.",
+    ]
+
+
+def test_a_broken_text_override_beside_the_flows_is_refused_too(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "texts").mkdir()
+    override = folder / "texts" / "pt_BR.yaml"
+    override.write_text('texts:\n  cancelld: "Cancelado."\n  media: "Não consigo abrir {what}."\n', encoding="utf-8")
+    done = run("validate", str(folder))
+    assert (done.exit_code, done.stdout) == (1, "")
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3 and lines[-1] == "2 error(s); a flow with an error is not valid until it is fixed."
+    assert all(line.startswith(f"{override}: texts.") for line in lines[:2])
+    assert "cancelld" in lines[0] and "{expected}" in lines[1]

@@ -111,7 +111,7 @@ def test_an_opted_out_customer_is_refused_with_409(client: FlaskClient, db_sessi
     ("body", "field"),
     [
         (template(template={"name": "nope", "language": "en_US", "parameters": []}), "template.name"),
-        (template(template={"name": "order_ready", "language": "pt_BR", "parameters": ["x"]}), "template.language"),
+        (template(template={"name": "order_ready", "language": "es", "parameters": ["x"]}), "template.language"),
         (template(template={"name": "order_ready", "language": "en_US", "parameters": []}), "template.parameters"),
         ({"to": PHONE, "text": "hi"}, "idempotency_key"),
     ],
