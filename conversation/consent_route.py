@@ -24,6 +24,7 @@ from conversation.state import (
 from conversation.texts import load_catalogues
 
 if TYPE_CHECKING:
+    from conversation.voice import Voice
     from settings import Settings
 
 
@@ -34,6 +35,9 @@ class Turn(Protocol):
     config: EngineConfig
     conv: Conversation | None
     effects: list[Effect]
+
+    @property
+    def voice(self) -> Voice: ...
 
     def say(self, body: str) -> None: ...
 
@@ -58,9 +62,22 @@ def change_consent(turn: Turn) -> StepResult:
     if turn.conv is not None:  # whatever they were doing is over: they asked us to stop writing first
         turn.end(turn.conv, EndReason.CANCELLED)
     opted_out = change == "opt_out"
-    turn.say(turn.config.opted_out_text if opted_out else turn.config.opted_in_text)
+    turn.say(confirmation(turn, "opted_out" if opted_out else "opted_in"))
     turn.effects.append(ConsentChanged("opt_out") if opted_out else ConsentChanged("opt_in"))
     return turn.result(None, Outcome.OPTED_OUT if opted_out else Outcome.OPTED_IN)
+
+
+def confirmation(turn: Turn, key: str) -> str:
+    """The confirmation in the customer's language: their catalogue when the deployment loaded
+    one (a Portuguese customer who sends the opt-out word is answered in Portuguese), else the
+    default language's text the settings gave."""
+    if turn.config.catalogues is None:
+        return turn.config.opted_out_text if key == "opted_out" else turn.config.opted_in_text
+    words = {
+        "opt_in_word": next(iter(turn.config.opt_in_words), ""),
+        "opt_out_word": next(iter(turn.config.opt_out_words), ""),
+    }
+    return turn.voice.catalogue.text(key, **words)
 
 
 @lru_cache(maxsize=8)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from conversation.consent_route import confirmations
 from conversation.engine import handle
 from conversation.state import ConsentChanged, CustomerState, Ended, EngineConfig, StepResult
+from conversation.texts.catalogue import shipped_catalogues
 from tests.conversation.test_engine import CONFIG, NOW, TEMPLATES, Actions, at, bodies, run, tap, text
 
 NOBODY = CustomerState(None, profile_name="Ann")  # no live conversation
@@ -49,3 +52,20 @@ def test_the_confirmations_come_from_the_texts_catalogue_naming_the_other_word()
     )
     assert texts["opted_in_text"] == "You're subscribed again. Send *stop* any time to stop notifications."
     assert confirmations("pt_BR", ("pare",), ("voltar",))["opted_out_text"] != texts["opted_out_text"]
+
+
+def test_the_confirmation_is_in_the_customers_language():
+    """A customer whose conversation (or last one) is Portuguese is answered in Portuguese."""
+    config = replace(CONFIG, catalogues=shipped_catalogues())
+    pt_words = {"opt_in_word": "subscribe", "opt_out_word": "stop"}
+    portuguese = shipped_catalogues().get("pt_BR")
+    live = at("shop", "qty", product="tea")
+    live = replace(live, conversation=replace(live.conversation, language="pt_BR"))
+    stopped = handle(TEMPLATES, live, text("stop"), NOW, config, Actions())
+    assert stopped.outcome == "opted_out"
+    assert bodies(stopped) == [portuguese.text("opted_out", **pt_words)]
+    assert "notificações" in bodies(stopped)[0]
+    back = handle(TEMPLATES, replace(NOBODY, language="pt_BR"), text("subscribe"), NOW, config, Actions())
+    assert bodies(back) == [portuguese.text("opted_in", **pt_words)]
+    english = handle(TEMPLATES, NOBODY, text("stop"), NOW, config, Actions())
+    assert bodies(english) == [CONFIG.opted_out_text]
