@@ -66,7 +66,8 @@ def _remind(session: Session, templates: TemplateSet, user_key: str, now: dateti
     if row is None or row.expires_at <= now:  # answered, sent by another sweep, or over
         return False
     row.remind_at = None
-    template = templates.get(row.conversation_flow)
+    # The flow in the conversation's language: a Portuguese customer is reminded in Portuguese.
+    template = templates.get(row.conversation_flow, row.language)
     step = template.steps.get(row.current_step) if template is not None else None
     latest = window.windows(session, user_key)
     if step is None or opted_out_at is not None or not latest:

@@ -56,6 +56,7 @@ class MessageTexts(_Strict):
 class StepTexts(_Strict):
     prompt: str | None = None
     error: str | None = None
+    reminder: str | None = None
     message: MessageTexts | None = None
 
 
@@ -71,7 +72,7 @@ class FlowTranslation(_Strict):
             out |= _message_texts(self.message, "message")
         for name, step in self.steps.items():
             prefix = f"steps.{name}"
-            for field in ("prompt", "error"):
+            for field in ("prompt", "error", "reminder"):
                 if getattr(step, field) is not None:
                     out[f"{prefix}.{field}"] = getattr(step, field)
             if step.message is not None:
@@ -149,7 +150,7 @@ def _places(dumped: dict[str, Any]) -> Iterator[_Place]:
     # A shallow copy shares the parts (header, action) with the dump, so localize edits the dump.
     yield from _message_places({k: v for k, v in menu.items() if k != "steps"}, "message")
     for name, step in menu["steps"].items():
-        for field in ("prompt", "error"):
+        for field in ("prompt", "error", "reminder"):
             if step.get(field) is not None:
                 slot = TextSlot(f"steps.{name}.{field}", step[field], schema.MAX_TEXT_BODY, "a text message")
                 yield _Place(slot, step, field)

@@ -99,3 +99,15 @@ def test_due_at_is_none_for_a_step_without_a_reminder(session: Session) -> None:
     turn.process_event(session, event, EngineConfig(), now=event.timestamp)
     assert remind_at(session) is None
     assert reminders.due_at(TEMPLATE_CACHE.get(session), None, T0) is None
+
+
+def test_a_portuguese_customer_is_reminded_in_portuguese(session: Session) -> None:
+    who = ann()
+    for said in ({"send": "pedido"}, {"tap": "coffee"}, {"send": "2"}):
+        event = who.event(said)
+        turn.process_event(session, event, EngineConfig(), now=event.timestamp)
+    language = session.scalar(select(ConversationState.language).where(ConversationState.user_key == PHONE))
+    assert language == "pt_BR"
+    assert sweep(session, remind_at(session)) == [PHONE]
+    [sent] = reminders_sent(session)
+    assert sent["text"]["body"].startswith("Ainda está aí, Ann? Seu pedido de 2 x ")

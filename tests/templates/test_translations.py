@@ -50,7 +50,8 @@ def test_every_text_of_a_flow_has_an_address_and_its_limit() -> None:
     assert slots["steps.confirmation.message.body"].limit == 1024
     assert "steps.complete.prompt" in slots
     assert not any(".id" in address for address in slots)  # ids are shared, never translated
-    assert len(slots) == 25  # entry 18 (header, body, footer, button, 2 sections, 6 rows x 2), steps 7
+    assert slots["steps.confirmation.reminder"].limit == 4096  # a reminder is a text the customer reads too
+    assert len(slots) == 26  # entry 18 (header, body, footer, button, 2 sections, 6 rows x 2), steps 8
 
 
 @pytest.mark.parametrize("name", SHIPPED)
