@@ -26,7 +26,7 @@ class UserRef:
 
     @property
     def key(self) -> str:
-        """The identity a conversation belongs to (DESIGN.md, "Users and identity")."""
+        """The identity a conversation belongs to (by BSUID when present, else by phone)."""
         key = self.user_id or self.phone
         if not key:
             raise ValueError("a user needs a BSUID or a phone number")

@@ -1,4 +1,4 @@
-"""A notification request from its JSON shape (DESIGN.md, "Business-initiated messages").
+"""A notification request from its JSON shape (README, "Notifications").
 
 Only the shape is checked here, each refusal naming the field at fault; whether the
 template exists and the customer may get it is ``conversation.notifications``' to say.
@@ -15,7 +15,7 @@ MAX_TEXT = 4096  # WhatsApp's limit for a text message
 
 
 def parse_request(data: Any) -> NotificationRequest:
-    """A request from its JSON shape (DESIGN.md); Invalid names the first field at fault."""
+    """A request from its JSON shape; Invalid names the first field at fault."""
     if not isinstance(data, dict):
         raise Invalid("the body must be a JSON object", "(body)")
     unknown = sorted(set(data) - {"to", "idempotency_key", "template", "text", "phone_number_id"})

@@ -1,4 +1,4 @@
-"""Template content: the Graph body DESIGN.md fixes, and the text a customer reads (pure)."""
+"""Template content: the Graph body of a template send, and the text a customer reads (pure)."""
 
 from __future__ import annotations
 

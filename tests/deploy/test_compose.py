@@ -41,7 +41,7 @@ from tests.deploy.files import (
 )
 from worker.celery_app import LONGEST_TASK_SECONDS
 
-# The fixed entry points of DESIGN.md, and which service runs which (in order).
+# The fixed entry points (README, "Entry points"), and which service runs which (in order).
 ENTRY_POINTS = {
     "migrate": ["alembic", "upgrade", "head"],
     "load flows": ["flask", "--app", "webhook", "templates", "load", "templates/"],

@@ -1,6 +1,6 @@
 """What Meta would reject, checked on the message content parley actually sends.
 
-Written from /work/shared/whatsapp/cloud-api-facts.md section 6, independently of
+Written from Meta's documented message limits, independently of
 ``templates/schema.py``, so a schema or linter gap shows up here rather than at Meta.
 """
 

@@ -62,7 +62,7 @@ def error_script(
     details: str | None = None,
     **kwargs: Any,
 ) -> Script:
-    """A Graph-shaped error answer (facts section 5)."""
+    """A Graph-shaped error answer (as Meta documents it)."""
     error = {
         "message": f"(#{code}) {title or 'Stub error'}",
         "type": "OAuthException",
@@ -362,7 +362,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _success(payload: dict[str, Any], kind: str) -> tuple[str | None, dict[str, Any]]:
-    """Graph's success shape (facts section 5) with a fresh wamid."""
+    """Graph's success shape (as Meta documents it) with a fresh wamid."""
     if kind == "mark_read":
         return None, {"success": True}
     wamid = "wamid.STUB" + uuid.uuid4().hex.upper()

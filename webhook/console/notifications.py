@@ -1,6 +1,6 @@
 """Admin API of business-initiated messages, under ``/admin/api`` with the admin bearer token.
 
-- ``POST /notifications``: queue a template, or a text inside the 24-hour window (DESIGN.md);
+- ``POST /notifications``: queue a template, or a text inside the 24-hour window (README, "Notifications");
 - ``GET /notifications/ID``: its delivery status;
 - ``POST /orders/ORDER_ID/ready``: the café's ``order_ready`` notice to whoever ordered;
 - ``GET /contacts/USER``: the customer's windows per business number and opt-out.

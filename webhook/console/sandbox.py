@@ -168,7 +168,7 @@ def validate(body: Any) -> tuple[str, str | None]:
     if body.get("recipient_type", "individual") != "individual":
         raise Invalid("recipient_type must be 'individual'")
     to, recipient = body.get("to"), body.get("recipient")
-    # parley addresses by phone when known, else by BSUID (DESIGN.md): exactly one.
+    # parley addresses by phone when known, else by BSUID: exactly one.
     if (to is None) == (recipient is None):
         raise Invalid("exactly one of 'to' (phone) and 'recipient' (BSUID) is required")
     if to is not None and not (isinstance(to, str) and PHONE.match(to)):
