@@ -26,9 +26,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from conversation import turn_statements as sql
+from conversation import window
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
+from conversation.identity import move_customer
+from conversation.kinds import Role, opens_window, reads, role
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
 from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
 from conversation.template_cache import TEMPLATE_CACHE
@@ -100,6 +103,7 @@ def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
         "sent_at": event.timestamp,
         "now": now,
         "payload": jsonb_safe(event.raw),
+        "refers_to": event.target_wamid or (event.context_wamid if event.kind == "reaction" else None),
     }
     return session.connection().execute(sql.CLAIM, params).scalar()
 
@@ -132,6 +136,11 @@ def process_event(
     if inbound_id is None:
         return InboundResult(duplicate=True, user_key=user_key)
     contact = lock_contact(session, event, now)
+    if role(event.kind) is Role.IDENTITY and event.identity is not None:
+        # Before the engine: the customer's records are under their new identity from here on.
+        move_customer(session, event.identity, now)
+    if opens_window(event.kind):
+        window.record_inbound(session, user_key, event.phone_number_id, window.opened_at(event.timestamp, now))
     conn = session.connection()
     row = conn.execute(sql.STATE_FOR_UPDATE, {"k": user_key}).first()
     state = CustomerState(
@@ -184,7 +193,7 @@ def process_event(
         conn.execute(sql.EVENT_INSERT, events).all()
 
     rows = []
-    if mark_as_read and event.kind != "reaction":
+    if mark_as_read and reads(event.kind, result.outcome):
         rows.append(_outbound(event, "mark_read", {"message_id": event.wamid}, now))
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
     ids = _queue(session, rows)

@@ -212,13 +212,12 @@ def test_an_edit_of_a_menu_answer_is_recorded_only() -> None:
 def test_the_cafe_cart_flow_confirms_a_cart_like_a_typed_order() -> None:
     from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
     from templates.lint import lint_definitions
-    from templates.loader import load_directory, load_file
+    from templates.loader import load_directory
     from tests.conftest import ROOT
 
-    shipped = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS).templates
-    cart_flow, errors = load_file(ROOT / "tests" / "fixtures" / "flows" / "cart_order.yaml")
-    assert errors == [] and cart_flow is not None
-    flows = {**shipped, "cart_order": cart_flow}
+    loaded = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
+    assert loaded.errors == []
+    flows = loaded.templates
     files = {name: f"{name}.yaml" for name in flows}
     assert lint_definitions(flows, files, ACTION_PROVIDES, GLOBAL_PLACEHOLDERS) == []
     cafe = TemplateSet(flows)
