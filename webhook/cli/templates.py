@@ -15,7 +15,9 @@ from flask.cli import AppGroup
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
+from conversation.template_status import not_approved
 from templates.loader import load_directory
+from templates.message_templates import load_catalogue
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
 
@@ -27,7 +29,10 @@ def _load(directory: str) -> tuple[dict, list]:
 
 @templates_cli.command("validate")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-def validate_templates(directory: str) -> None:
+@click.option(
+    "--meta-status", is_flag=True, help="Also warn about message templates whose last status from Meta is not APPROVED."
+)
+def validate_templates(directory: str, meta_status: bool) -> None:
     """Check every flow in DIRECTORY; exit 1 on any error (one line per error)."""
     templates, errors = _load(directory)
     for error in errors:
@@ -36,6 +41,16 @@ def validate_templates(directory: str) -> None:
         click.echo(f"{len(errors)} error(s); no template in {directory} is valid until they are fixed.", err=True)
         sys.exit(1)
     click.echo(f"{len(templates)} template(s) OK: {', '.join(sorted(templates))}")
+    if meta_status:
+        for warning in unapproved_templates(Path(directory)):
+            click.echo(f"warning: {warning}", err=True)
+
+
+def unapproved_templates(directory: Path) -> list[str]:
+    """The declared message templates Meta last reported as not approved (from the database)."""
+    declared = sorted(load_catalogue(directory).catalogue.templates)
+    with session_scope() as session:
+        return not_approved(session, declared)
 
 
 @templates_cli.command("load")

@@ -61,7 +61,7 @@ def test_every_admin_route_is_described_and_nothing_else(app: Flask) -> None:
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     described = {(m, p) for p, item in SPEC["paths"].items() for m in item if m != "parameters"}
-    assert len(registered) == 14 and registered == described
+    assert len(registered) == 15 and registered == described
 
 
 def test_the_description_is_valid(app: Flask) -> None:
@@ -102,6 +102,7 @@ CALLS: list[tuple[str, str, str, int, dict[str, Any]]] = [
     ("get", "/outbound?limit=0", "/outbound", 400, {}),
     ("post", f"/conversations/{PHONE}/end", "/conversations/{user}/end", 200, {}),
     ("post", f"/conversations/{PHONE}/end", "/conversations/{user}/end", 404, {}),
+    ("get", "/message-templates", "/message-templates", 200, {}),
     ("get", "/openapi.json", "/openapi.json", 200, {"headers": {}}),
 ]
 
