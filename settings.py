@@ -68,6 +68,7 @@ ENV_VARS: tuple[str, ...] = (
     "PARLEY_METRICS_DIR",
     "PARLEY_WORKER_METRICS_PORT",
     "PARLEY_WORKER_METRICS_ADDR",
+    "PARLEY_QUEUE_STALL_SECONDS",
     "PARLEY_SIMULATOR",
     # Business-initiated messages
     "PARLEY_OPT_OUT_WORDS",
@@ -163,6 +164,8 @@ class Settings:
     metrics_dir: Path = VAR_DIR / "metrics"  # Prometheus multiprocess files, one subfolder per process group
     worker_metrics_port: int = 9808  # each Celery worker's /metrics; 0: none
     worker_metrics_addr: str = "127.0.0.1"
+    # /readyz fails when a queue's oldest message has waited longer (webhook/health.py).
+    queue_stall_seconds: int = 120
     unset: tuple[str, ...] = field(default=())
     # PARLEY_SIMULATOR: None (unset) means on with the sandbox outside production.
     simulator: bool | None = None
@@ -267,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         metrics_dir=Path(env.get("PARLEY_METRICS_DIR") or VAR_DIR / "metrics"),
         worker_metrics_port=_port(env, "PARLEY_WORKER_METRICS_PORT", 9808),
         worker_metrics_addr=(env.get("PARLEY_WORKER_METRICS_ADDR") or "127.0.0.1").strip(),
+        queue_stall_seconds=_int(env, "PARLEY_QUEUE_STALL_SECONDS", 120),
         unset=unset,
         simulator=simulator,
         opt_out_words=_words(env.get("PARLEY_OPT_OUT_WORDS"), ("stop", "unsubscribe")),

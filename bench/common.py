@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from settings import normalize_database_url
-from tests.conftest import ADMIN_URL, migrate
+from tests.support.database import ADMIN_URL, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = ROOT / "bench"

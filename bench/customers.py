@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.common import latency_summary, percentile
 from bench.load import http_post
-from tests.e2e.stack import APP_SECRET, contact, message, webhook
+from tests.support.webhooks import APP_SECRET, contact, message, webhook
 from webhook.signature import sign
 
 # The full new_order flow: 5 messages, each answered by exactly one reply (plus a read receipt).

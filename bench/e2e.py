@@ -48,7 +48,7 @@ from bench.common import (
 from bench.customers import Feed, drive
 from bench.graph_feed import RemoteStub, start_remote
 from bench.stack import DEFAULT_WORKERS, GUNICORN_ARGS, BenchStack, WorkerSpec, topology
-from tests.e2e.stack import new_workdir
+from tests.support.stack import new_workdir
 
 TARGET_RATE = 80.0
 SYNC_BOT_APP = "bench.sync_bot:create_app()"

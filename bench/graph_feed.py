@@ -49,7 +49,7 @@ class FeedStub(GraphStub):
 
 @dataclass
 class RemoteStub:
-    """A FeedStub process; quacks like GraphStub for ``tests.e2e.stack.Stack`` (``url``)."""
+    """A FeedStub process; quacks like GraphStub for ``tests.support.stack.Stack`` (``url``)."""
 
     proc: subprocess.Popen[str]
     url: str

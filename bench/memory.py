@@ -27,7 +27,7 @@ from bench.common import ROOT, BenchDatabase, RunConfig, log, rss_mib, write_jso
 from bench.load import run_wrk
 from bench.receiver import NoStub, signed_request
 from bench.stack import BenchStack
-from tests.e2e.stack import new_workdir
+from tests.support.stack import new_workdir
 
 WARMUP_FRACTION = 0.1
 
@@ -122,7 +122,7 @@ def worker_main(messages: int) -> None:
     import worker.tasks  # noqa: F401 - load what a pool process has loaded
     from bench.customers import FLOW
     from settings import get_settings
-    from tests.e2e.stack import contact, message, webhook
+    from tests.support.webhooks import contact, message, webhook
     from worker.inbound import process_raw
 
     settings = get_settings()

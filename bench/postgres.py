@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.stack import free_port
+from tests.support.ports import free_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 

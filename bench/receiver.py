@@ -34,7 +34,8 @@ from bench.common import (
 )
 from bench.load import OpenLoopResult, http_post, open_loop, run_wrk
 from bench.stack import GUNICORN_ARGS, BenchStack
-from tests.e2e.stack import APP_SECRET, contact, message, new_workdir, webhook
+from tests.support.stack import new_workdir
+from tests.support.webhooks import APP_SECRET, contact, message, webhook
 from webhook.signature import sign
 
 TARGET_RATE = 80.0

@@ -1,4 +1,4 @@
-"""The real stack for benchmarks: tests/e2e/stack.py's ``Stack`` with the knobs a benchmark turns.
+"""The real stack for benchmarks: tests/support/stack.py's ``Stack`` with the knobs a benchmark turns.
 
 Differences from the e2e stack, all deployment settings (no code of parley changes):
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import psutil
 
 from bench.common import tree
-from tests.e2e.stack import BIN, GUNICORN_ARGS, Stack, free_port, wait_until
+from tests.support.ports import free_port
+from tests.support.stack import BIN, GUNICORN_ARGS, Stack, wait_until
 
 ALL_QUEUES = "inbound,outbound,maintenance"
 

@@ -9,74 +9,19 @@ CI must never pass by skipping.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from settings import normalize_database_url
+from tests.support.database import create_database, drop_database, fresh_database, migrate
+from tests.support.services import service_missing
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = normalize_database_url(
-    os.environ.get("PARLEY_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-)
 REDIS_URL = os.environ.get("PARLEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def service_missing(what: str, exc: BaseException) -> None:
-    """Skip locally, fail in CI: a missing service must never turn CI green."""
-    message = f"{what} is not reachable: {exc.__class__.__name__}: {exc}"
-    if IN_CI:
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
-
-
-def migrate(url: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "alembic.ini"))
-    cfg.attributes["database_url"] = url
-    cfg.attributes["configure_logger"] = False
-    command.upgrade(cfg, "head")
-
-
-def create_database() -> str:
-    """A new empty Postgres database; returns its URL."""
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"parley_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    name = make_url(url).database
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new migrated Postgres database for code that commits for real; dropped after."""
-    try:
-        url = create_database()
-    except Exception as exc:
-        service_missing("PostgreSQL", exc)
-    migrate(url)
-    try:
-        yield url
-    finally:
-        drop_database(url)
 
 
 @contextmanager

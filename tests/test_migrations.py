@@ -12,7 +12,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from conversation.models import Base
-from tests.conftest import create_database, drop_database, service_missing
+from tests.support.database import create_database, drop_database
+from tests.support.services import service_missing
 
 ROOT = Path(__file__).resolve().parents[1]
 

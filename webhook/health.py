@@ -1,4 +1,4 @@
-"""``/healthz`` (the process answers) and ``/readyz`` (broker and database reachable).
+"""``/healthz`` (the process answers) and ``/readyz`` (broker and database reachable, queues consumed).
 
 Readiness checks are callables that raise when their dependency is down. Tests (and
 deployments with other needs) replace them through ``app.config["READINESS_CHECKS"]``.
@@ -30,6 +30,37 @@ def check_broker() -> None:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
 
 
+class QueueStalled(RuntimeError):
+    """A queue's oldest message has waited longer than ``PARLEY_QUEUE_STALL_SECONDS``."""
+
+
+def check_queues() -> None:
+    """Work moves: no message of inbound or outbound has waited too long (Redis broker only).
+
+    A connected broker is not enough: workers can stay connected and take nothing, while
+    this receiver goes on acknowledging webhooks.
+    """
+    from settings import get_settings
+    from worker.celery_app import INBOUND_QUEUE, OUTBOUND_QUEUE
+    from worker.celery_app import app as celery
+    from worker.health import broker_client, oldest_waiting_seconds
+
+    url = str(celery.conf.broker_url)
+    if not url.startswith(("redis://", "rediss://")):
+        return
+    limit = get_settings().queue_stall_seconds
+    client = broker_client(url)
+    try:
+        stalled = {
+            q: age for q in (INBOUND_QUEUE, OUTBOUND_QUEUE) if (age := oldest_waiting_seconds(client, q)) > limit
+        }
+    finally:
+        client.close()
+    if stalled:
+        log.warning("queue not consumed: %s", ", ".join(f"{q} oldest waiting {age:.0f}s" for q, age in stalled.items()))
+        raise QueueStalled(", ".join(stalled))
+
+
 def check_database() -> None:
     from sqlalchemy import text
 
@@ -39,7 +70,7 @@ def check_database() -> None:
         conn.execute(text("SELECT 1"))
 
 
-DEFAULT_CHECKS: Mapping[str, Check] = {"broker": check_broker, "database": check_database}
+DEFAULT_CHECKS: Mapping[str, Check] = {"broker": check_broker, "database": check_database, "queues": check_queues}
 
 
 @bp.get("/healthz")

@@ -6,8 +6,10 @@ separate so a slow Graph API never delays inbound work; ``maintenance`` carries 
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
-from celery.signals import beat_init, setup_logging, worker_init, worker_process_init
+from celery.signals import beat_init, before_task_publish, setup_logging, worker_init, worker_process_init
 from kombu import Queue
 
 from settings import SettingsError, get_settings
@@ -21,6 +23,8 @@ MAINTENANCE_QUEUE = "maintenance"
 # Redis would hand a still-running task to a second worker.
 LONGEST_TASK_SECONDS = 300
 VISIBILITY_TIMEOUT_SECONDS = 3600
+# The Unix time a message was published, in its headers (Celery's message carries none).
+PUBLISHED_HEADER = "parley_published_at"
 
 
 def transport_options(broker_url: str) -> dict[str, object]:
@@ -45,7 +49,7 @@ def create_celery() -> Celery:
         settings = get_settings()
     except SettingsError as exc:  # one line for the operator, not a traceback (worker/guards.py)
         raise SystemExit(f"parley: {exc}") from None
-    app = Celery("parley", broker=settings.broker_url, include=["worker.tasks"])
+    app = Celery("parley", broker=settings.broker_url, include=["worker.tasks", "worker.health"])
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -56,6 +60,9 @@ def create_celery() -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=INBOUND_QUEUE,
+        # Each worker also consumes <node name>.dq2: the health probe (worker/health.py)
+        # goes through the same channel as its tasks, so it fails when they stop moving.
+        worker_direct=True,
         task_queues=(Queue(INBOUND_QUEUE), Queue(OUTBOUND_QUEUE), Queue(MAINTENANCE_QUEUE)),
         task_routes={
             "parley.inbound.*": {"queue": INBOUND_QUEUE},
@@ -81,6 +88,14 @@ def _configure_logging(loglevel: int | None = None, **_: object) -> None:
     from conversation.logs import configure_logging
 
     configure_logging(get_settings(), level=loglevel or None)
+
+
+@before_task_publish.connect
+def _stamp_published_at(headers: dict | None = None, **_: object) -> None:
+    # How long the oldest message of a queue has waited (worker/health.py) needs its
+    # publish time; Celery's message carries none. A retry is a new message: new stamp.
+    if headers is not None:
+        headers[PUBLISHED_HEADER] = time.time()
 
 
 @worker_init.connect

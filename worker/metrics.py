@@ -192,8 +192,9 @@ atexit.register(_redis.cache_clear)
 
 class QueueDepthCollector:
     """``parley_queue_depth{queue}`` (LLEN of each queue, priorities summed), messages
-    taken but not acknowledged (running, or waiting for their countdown) and whether
-    the broker answered. Only for a Redis broker."""
+    taken but not acknowledged (running, or waiting for their countdown), how long each
+    queue's oldest message has waited, and whether the broker answered. Only for a
+    Redis broker."""
 
     def __init__(self, broker_url: str, queues: Sequence[str]) -> None:
         self.broker_url = broker_url
@@ -209,12 +210,16 @@ class QueueDepthCollector:
                 for suffix in _PRIORITY_SUFFIXES:
                     pipe.llen(queue + suffix)
             pipe.hlen("unacked")
-            sizes = pipe.execute()
+            for queue in self.queues:
+                pipe.lindex(queue, -1)  # the oldest message (kombu pushes left, pops right)
+            replies = pipe.execute()
         except Exception as exc:  # the broker is down or slow: say so, never fail the scrape
             log.debug("queue depth probe failed: %s", exc.__class__.__name__)
             up.add_metric([], 0)
             yield up
             return
+        split = len(replies) - len(self.queues)
+        sizes, oldest = replies[:split], replies[split:]
         up.add_metric([], 1)
         yield up
         depth = GaugeMetricFamily("parley_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
@@ -227,6 +232,17 @@ class QueueDepthCollector:
             "Messages a worker has taken but not acknowledged (running, or held for a countdown).",
             value=float(sizes[-1]),
         )
+        from worker.health import message_age
+
+        now = time.time()
+        age = GaugeMetricFamily(
+            "parley_queue_oldest_age_seconds",
+            "How long the oldest message waiting in each queue has waited (0: empty); grows when nothing consumes it.",
+            labels=["queue"],
+        )
+        for queue, raw in zip(self.queues, oldest, strict=True):
+            age.add_metric([queue], message_age(raw, now))
+        yield age
 
 
 # --- multiprocess directory and exporter --------------------------------------------

@@ -16,7 +16,7 @@ from conversation.db import make_engine
 from conversation.handoff_models import Handoff, OutgoingEvent
 from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage
 from conversation.transcript import transcript
-from tests.conftest import migrate
+from tests.support.database import migrate
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

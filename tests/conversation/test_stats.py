@@ -26,8 +26,8 @@ from conversation.service import ConversationService
 from conversation.state import EndReason, EngineConfig
 from conversation.turn import process_event
 from templates.loader import load_directory
-from tests.conftest import migrate
 from tests.conversation.transcript import Customer
+from tests.support.database import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

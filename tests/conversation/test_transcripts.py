@@ -22,8 +22,8 @@ from conversation.service import ConversationService
 from conversation.state import EngineConfig
 from conversation.turn import process_event
 from templates.loader import load_directory
-from tests.conftest import migrate
 from tests.conversation.transcript import TRANSCRIPTS, Customer, describe, load, matches
+from tests.support.database import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -102,7 +102,23 @@ def alembic_fact(args: list[str]) -> dict[str, Any]:
     }
 
 
-FACTS = {"gunicorn": gunicorn_fact, "celery": celery_fact, "flask": flask_fact, "alembic": alembic_fact}
+def python_fact(args: list[str]) -> dict[str, Any]:
+    """``python -m module ARGS``: the module imports and its argument parser takes ARGS."""
+    import importlib
+
+    assert args[0] == "-m", f"python {args[0]!r}: only -m module is an entry point"
+    module = importlib.import_module(args[1])
+    options = vars(module.build_parser().parse_args(args[2:]))
+    return {"module": args[1], "options": {k: str(v) if v is not None else None for k, v in options.items()}}
+
+
+FACTS = {
+    "python": python_fact,
+    "gunicorn": gunicorn_fact,
+    "celery": celery_fact,
+    "flask": flask_fact,
+    "alembic": alembic_fact,
+}
 
 
 def installed_modules(before: set[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.deploy.measure_throughput --concurrency 1 4 8 --latency 0 0.2
 
-Real processes, as in tests/e2e/stack.py: a private Redis, a fresh Postgres database,
+Real processes, as in tests/support/stack.py: a private Redis, a fresh Postgres database,
 gunicorn (2 workers), ONE ``celery -A worker worker -c C`` and the stub Graph API
 answering after ``latency`` seconds (Graph's own answer time; 0 shows the CPU ceiling).
 N customers each send "hi" as a signed webhook; each message costs one inbound task,
@@ -29,9 +29,10 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.conftest import create_database, drop_database, migrate
-from tests.e2e.stack import APP_SECRET, BIN, Stack, contact, message, new_workdir, wait_until, webhook
+from tests.support.database import create_database, drop_database, migrate
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import BIN, Stack, new_workdir, wait_until
+from tests.support.webhooks import APP_SECRET, contact, message, webhook
 from webhook.signature import sign
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -206,8 +206,10 @@ def test_entry_points_resolve_from_the_docker_build_context(
     consumed = set(worker["options"]["queues"]) | set(sender["options"]["queues"])
     assert consumed == set(worker["queues"]), "the workers must consume every queue"
     assert sender["options"]["queues"] == ["outbound"] and "celery.concurrency.thread" in sender["pool"]
-    ping = facts[tuple(health)]
-    assert (ping["app"], ping["command"]) == ("worker", "inspect")
+    probe = facts[tuple(health)]
+    assert probe["module"] == "worker.health" and probe["options"]["nodename"] == "celery@$HOSTNAME"
+    assert int(probe["options"]["restart_after"]) > 0, "a stuck worker must be stopped so `restart` replaces it"
+    assert "parley.health.probe" in worker["tasks"], "the probe task must be registered in the workers"
 
 
 # --- variables --------------------------------------------------------------------------------
@@ -384,7 +386,10 @@ def test_health_checks_probe_the_right_things(services: dict[str, Any]) -> None:
     assert any(p.endswith(f":{port}") for p in services["web"]["ports"])
     for name in ("worker", "sender"):
         worker_check = " ".join(healthcheck_argv(services[name]["healthcheck"]))
-        assert "-A worker inspect ping" in worker_check and "$HOSTNAME" in worker_check
+        # A task round trip (inspect ping answers from a worker that takes no tasks).
+        assert "python -m worker.health celery@$HOSTNAME" in worker_check and "--restart-after" in worker_check
+        # The check stops a stuck worker; the restart policy is what brings it back.
+        assert services[name]["restart"] == "unless-stopped"
     assert "pg_isready" in " ".join(healthcheck_argv(services["postgres"]["healthcheck"]))
     assert healthcheck_argv(services["redis"]["healthcheck"])[1:] == ["redis-cli", "ping"]
     for name in ("postgres", "redis", "web", "worker", "sender"):

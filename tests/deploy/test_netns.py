@@ -34,10 +34,12 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from conversation.models import ConversationState, Order
-from tests.conftest import ADMIN_URL, create_database, drop_database, service_missing
 from tests.deploy.netns import CannotIsolate, TcpForwarder, Topology, net_namespace_of
-from tests.e2e.stack import ACCESS_TOKEN, APP_SECRET, VERIFY_TOKEN, contact, message, wait_until, webhook
+from tests.support.database import ADMIN_URL, create_database, drop_database
 from tests.support.graph_stub import GraphStub
+from tests.support.services import service_missing
+from tests.support.stack import wait_until
+from tests.support.webhooks import ACCESS_TOKEN, APP_SECRET, VERIFY_TOKEN, contact, message, webhook
 from webhook.signature import sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

@@ -23,8 +23,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import fresh_database
-from tests.e2e.stack import BIN, ROOT, Stack, contact, message, new_workdir, require_redis_server, wait_until, webhook
+from tests.support.database import fresh_database
+from tests.support.stack import BIN, ROOT, Stack, new_workdir, require_redis_server, wait_until
+from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

@@ -2,7 +2,7 @@
 
 The receiver runs under ``gunicorn -c gunicorn.conf.py`` with two workers, so
 its ``/metrics`` only adds up when multiprocess mode works; each Celery worker serves
-its own port. Logs are JSON lines (PARLEY_LOG_FORMAT=json in tests/e2e/stack.py).
+its own port. Logs are JSON lines (PARLEY_LOG_FORMAT=json in tests/support/stack.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.stack import APP_SECRET, BIN, Stack, contact, free_port, message, wait_until, webhook
 from tests.e2e.test_pipeline import new_phone, say, wait_replies
 from tests.support.graph_stub import GraphStub
+from tests.support.ports import free_port
+from tests.support.stack import BIN, Stack, wait_until
+from tests.support.webhooks import APP_SECRET, contact, message, webhook
 from webhook.signature import sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

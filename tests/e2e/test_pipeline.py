@@ -17,17 +17,9 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
 from conversation.models import ConversationState, InboundMessage, Order, OutboundMessage, Submission
-from tests.e2e.stack import (
-    ACCESS_TOKEN,
-    PHONE_NUMBER_ID,
-    Stack,
-    combine,
-    contact,
-    message,
-    wait_until,
-    webhook,
-)
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import Stack, wait_until
+from tests.support.webhooks import ACCESS_TOKEN, PHONE_NUMBER_ID, combine, contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30

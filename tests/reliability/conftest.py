@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fresh_database
-from tests.e2e.stack import require_redis_server, started
 from tests.reliability.audit import Tally, table
 from tests.reliability.harness import ChaosStack, ensure_postgres_up
+from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import require_redis_server, started
 
 TALLIES: list[Tally] = []
 STARTED = time.monotonic()

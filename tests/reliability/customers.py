@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tests.e2e.stack import contact, message
+from tests.support.webhooks import contact, message
 
 _counter = itertools.count(1)
 
@@ -88,7 +88,7 @@ class Customer:
         return contact(self.phone or "", bsuid=self.bsuid, name=self.name)
 
     def payload(self, msgs: list[Msg]) -> dict[str, Any]:
-        from tests.e2e.stack import webhook
+        from tests.support.webhooks import webhook
 
         base = int(time.time())
         return webhook([m.item(self, base + i) for i, m in enumerate(msgs)], [self.contact()])

@@ -1,4 +1,4 @@
-"""The fault harness: the real stack (tests/e2e/stack.py) plus ways to break it, and a driver.
+"""The fault harness: the real stack (tests/support/stack.py) plus ways to break it, and a driver.
 
 :class:`ChaosStack` runs gunicorn, Celery workers, Beat, a private Redis that persists
 every write (AOF, fsync always), the stub Graph API and a fresh Postgres database, and
@@ -32,9 +32,9 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from tests.e2e.stack import Stack, wait_until, worker_command
 from tests.reliability.audit import Tally, audit
 from tests.reliability.customers import Customer, Msg
+from tests.support.stack import Stack, node_name, wait_until, worker_command
 
 # Two prefork workers on every queue: the fault points kill one pool child, which the pool
 # replaces, so each kill costs at most the one send it interrupts. (A threads sender dies
@@ -104,6 +104,7 @@ class ChaosStack(Stack):
         for n, pool in enumerate(WORKER_POOLS, start=1):
             name = f"worker{n}"
             marks[name] = self.log_size(name)
+            self.nodes[name] = node_name(f"chaos{n}")
             self._spawn(name, worker_command(f"chaos{n}@%h", pool), **self.faults)
         for name, mark in marks.items():
             wait_until(lambda n=name, m=mark: "ready" in self.log_since(n, m), 60, f"{name} ready")
@@ -158,16 +159,8 @@ class ChaosStack(Stack):
 
     def force_redelivery(self) -> int:
         """Hand every unacknowledged task back to the queue, as Redis does once a task has run
-        longer than the visibility timeout. Uses kombu's own restore; returns how many."""
-        from kombu import Connection
-
-        with Connection(self.broker_url, transport_options={"visibility_timeout": 0}) as conn:
-            channel: Any = conn.default_channel
-            client = channel.client
-            before = int(client.zcard(channel.unacked_index_key))
-            channel.qos.restore_visible(num=10_000)
-            after = int(client.zcard(channel.unacked_index_key))
-        return before - after
+        longer than the visibility timeout. Returns how many."""
+        return restore_unacked(self.broker_url)
 
     # --- logs -----------------------------------------------------------------------------
 
@@ -188,6 +181,20 @@ class ChaosStack(Stack):
 
     def worker_logs_since(self, marks: dict[str, int]) -> str:
         return "".join(self.log_since(p.stem, marks.get(p.stem, 0)) for p in sorted(self.workdir.glob("worker*.log")))
+
+
+def restore_unacked(broker_url: str) -> int:
+    """What the visibility timeout does when it runs out, now: every unacknowledged task goes
+    back to its queue (kombu's own restore). Returns how many."""
+    from kombu import Connection
+
+    with Connection(broker_url, transport_options={"visibility_timeout": 0}) as conn:
+        channel: Any = conn.default_channel
+        client = channel.client
+        before = int(client.zcard(channel.unacked_index_key))
+        channel.qos.restore_visible(num=10_000)
+        after = int(client.zcard(channel.unacked_index_key))
+    return before - after
 
 
 # --- driving customers ------------------------------------------------------------------

@@ -22,10 +22,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.stack import APP_SECRET, PHONE_NUMBER_ID, VERIFY_TOKEN, contact, message, webhook
 from tests.reliability.audit import Tally
 from tests.reliability.customers import coffee
 from tests.reliability.harness import ChaosStack, Scenario, assert_clean, run_scenario
+from tests.support.webhooks import APP_SECRET, PHONE_NUMBER_ID, VERIFY_TOKEN, contact, message, webhook
 from webhook.signature import sign
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]

@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import ADMIN_URL, service_missing
 from tests.reliability.audit import Tally
 from tests.reliability.customers import burst, coffee, greeter, mixed, poisoned_coffee
 from tests.reliability.harness import (
@@ -30,6 +29,8 @@ from tests.reliability.harness import (
     restart_postgres,
     run_scenario,
 )
+from tests.support.database import ADMIN_URL
+from tests.support.services import service_missing
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 

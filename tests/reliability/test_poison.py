@@ -30,9 +30,9 @@ from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.service import ConversationService
 from settings import load_settings
 from templates.loader import load_directory
-from tests.conftest import fresh_database
-from tests.e2e.stack import contact, message, webhook
 from tests.reliability.audit import body_text
+from tests.support.database import fresh_database
+from tests.support.webhooks import contact, message, webhook
 from worker.inbound import POISON_ATTEMPTS, process_raw
 
 pytestmark = [pytest.mark.postgres]

@@ -15,7 +15,7 @@ from templates.diagrams import Edge, build_graph, render, step_id, to_dot, to_me
 from templates.lint import transitions
 from templates.loader import load_directory
 from templates.schema import TemplateDef
-from tests.conftest import service_missing
+from tests.support.services import service_missing
 
 # The registered actions and globals, so the shipped flows load as the service loads them.
 SHIPPED = load_directory(ROOT / "templates", actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS).templates

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import service_missing
-from tests.e2e.stack import BIN, ROOT
+from tests.support.services import service_missing
+from tests.support.stack import BIN, ROOT
 
 VIZ_VERSION = "3.31.0"
 VIZ_DIR = ROOT / "webhook" / "static" / "vendor" / "viz"

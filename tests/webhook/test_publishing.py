@@ -23,7 +23,8 @@ from flask import Flask
 
 from settings import load_settings
 from tests.conftest import ROOT
-from tests.e2e.stack import Stack, contact, message, webhook
+from tests.support.stack import Stack
+from tests.support.webhooks import contact, message, webhook
 from tests.worker.dispatch_helpers import celery_pointer, private_redis, queued_messages, task_args
 from webhook import create_app
 from webhook.signature import sign

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.conftest import ROOT
-from tests.e2e.stack import contact, message, webhook
+from tests.support.webhooks import contact, message, webhook
 from tests.worker.dispatch_helpers import task_args
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from conversation import db
-from tests.conftest import fresh_database
+from tests.support.database import fresh_database
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 import settings as settings_module
-from tests.e2e.stack import Stack, new_workdir, require_redis_server
+from tests.support.stack import Stack, new_workdir, require_redis_server
 from worker.celery_app import INBOUND_QUEUE
 
 

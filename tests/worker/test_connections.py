@@ -14,8 +14,8 @@ from conversation import db
 from conversation.db import is_transient
 from conversation.models import InboundMessage
 from settings import get_settings
-from tests.conftest import ADMIN_URL, fresh_database
-from tests.e2e.stack import contact, message, webhook
+from tests.support.database import ADMIN_URL, fresh_database
+from tests.support.webhooks import contact, message, webhook
 from worker.celery_app import _worker_connections
 from worker.inbound import process_raw
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from conversation import event_outbox
 from conversation.db import make_engine
 from conversation.handoff_models import OutgoingEvent
-from tests.conftest import fresh_database
+from tests.support.database import fresh_database
 from worker.event_delivery import EventPoster, PassReport, deliver_due
 
 pytestmark = pytest.mark.postgres

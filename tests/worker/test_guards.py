@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import service_missing
-from tests.e2e.stack import free_port, wait_until
+from tests.support.ports import free_port
+from tests.support.services import service_missing
+from tests.support.stack import wait_until
 from worker.celery_app import app
 from worker.guards import (
     StartRefused,

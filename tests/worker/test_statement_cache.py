@@ -19,8 +19,8 @@ from sqlalchemy.engine.interfaces import CacheStats
 from conversation import db
 from settings import get_settings
 from tests.conftest import engine_with_shipped_flows
-from tests.e2e.stack import contact, message, webhook
 from tests.support.graph_stub import start_stub
+from tests.support.webhooks import contact, message, webhook
 from worker.graph_api import GraphClient
 from worker.inbound import process_raw
 from worker.sender import drain

@@ -17,8 +17,9 @@ from sqlalchemy.engine import make_url
 
 import celery_beat
 from conversation.db import make_engine
-from tests.conftest import ADMIN_URL, drop_database, fresh_database, migrate
-from tests.e2e.stack import ROOT, Stack, contact, message, new_workdir, wait_until, webhook, worker_command
+from tests.support.database import ADMIN_URL, drop_database, fresh_database, migrate
+from tests.support.stack import ROOT, Stack, new_workdir, wait_until, worker_command
+from tests.support.webhooks import contact, message, webhook
 from tests.worker.dispatch_helpers import celery_pointer, private_redis
 from worker.celery_app import INBOUND_QUEUE, MAINTENANCE_QUEUE, OUTBOUND_QUEUE, app
 from worker.tasks import ParleyTask, process_payload
@@ -29,6 +30,8 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    # Sent to one worker's own queue (worker/health.py); the default route is never used.
+    "parley.health.probe": INBOUND_QUEUE,
 }
 
 

@@ -18,7 +18,8 @@ from conversation import db
 from conversation.models import ConversationState, OutboundMessage
 from settings import load_settings
 from tests.conftest import engine_with_shipped_flows
-from tests.e2e.stack import APP_SECRET, Stack
+from tests.support.stack import Stack
+from tests.support.webhooks import APP_SECRET
 from tests.webhook.console.test_simulator_browser import sandbox_stack
 from webhook import create_app
 from webhook.cli.chat import render

@@ -30,8 +30,9 @@ from conversation.state import EngineConfig
 from conversation.turn import process_event
 from settings import load_settings
 from templates.loader import load_directory
-from tests.conftest import fresh_database, service_missing
-from tests.e2e.stack import ROOT
+from tests.support.database import fresh_database
+from tests.support.services import service_missing
+from tests.support.stack import ROOT
 from tests.webhook.console.test_simulator_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from webhook import create_app
 from webhook.console import handoffs

@@ -30,7 +30,8 @@ from conversation.models import ConversationState, InboundMessage, OutboundMessa
 from conversation.payload import parse_payload
 from settings import ROOT, Settings, SettingsError, load_settings
 from templates import diagrams
-from tests.conftest import engine_with_shipped_flows, service_missing
+from tests.conftest import engine_with_shipped_flows
+from tests.support.services import service_missing
 from webhook import simulator_enabled
 from webhook.console import simulator
 from webhook.signature import verify

@@ -1,6 +1,6 @@
 """The simulator page in a real headless browser, over the real stack with the sandbox.
 
-gunicorn, two Celery workers, Beat and a private Redis (``tests/e2e/stack.py``) with no
+gunicorn, two Celery workers, Beat and a private Redis (``tests/support/stack.py``) with no
 Meta token, so the bot's replies go to the receiver's own ``/sandbox``. Debian's
 chromium, driven by Playwright (``.ci/run`` installs it; Playwright's own browser
 download is never used). Screenshots land in ``test-artifacts/``.
@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import create_database, drop_database, migrate, service_missing
-from tests.e2e.stack import ROOT, Stack, new_workdir, wait_until
+from tests.support.database import create_database, drop_database, migrate
+from tests.support.services import service_missing
+from tests.support.stack import ROOT, Stack, new_workdir, wait_until
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")

@@ -15,8 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +23,12 @@ from typing import Any
 
 import requests
 
+from tests.support.ports import free_port
+from tests.support.webhooks import ACCESS_TOKEN, APP_SECRET, VERIFY_TOKEN
 from webhook.signature import sign
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-APP_SECRET = "e2e-app-secret"
-VERIFY_TOKEN = "e2e-verify-token"
-ACCESS_TOKEN = "e2e-access-token"
-PHONE_NUMBER_ID = "100000000000001"
 
 
 # The production shape (docker-compose.yml): a prefork worker runs the engine and Beat's
@@ -53,10 +50,9 @@ def worker_command(name: str, pool: tuple[str, ...]) -> list[str]:
     ]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def node_name(prefix: str) -> str:
+    """The node name Celery gives ``-n prefix@%h`` on this host."""
+    return f"{prefix}@{socket.gethostname()}"
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -79,6 +75,8 @@ class Stack:
     # One /metrics port per Celery worker (worker1, worker2).
     worker_metrics_ports: tuple[int, int] = field(default_factory=lambda: (free_port(), free_port()))
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Worker process name (worker1, ...) → its Celery node name, for the health probe.
+    nodes: dict[str, str] = field(default_factory=dict)
     # True: no Meta token and no WHATSAPP_API_URL, so replies go to the receiver's /sandbox.
     sandbox: bool = False
     # True: Redis persists every write (AOF, fsync always) in workdir, as production needs;
@@ -171,14 +169,49 @@ class Stack:
             "web",
             [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{self.web_port}", *GUNICORN_ARGS],
         )
-        for n, pool in enumerate(WORKER_POOLS, start=1):
-            self._spawn(
-                f"worker{n}",
-                worker_command(f"e2e{n}@%h", pool),
-                PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
-            )
+        for n in range(1, len(WORKER_POOLS) + 1):
+            self.start_worker(n)
         self.start_beat("beat")
         wait_until(self._web_up, 30, "gunicorn")
+        self.wait_workers_consume(60)
+
+    def probe_workers(self, timeout: float) -> dict[str, subprocess.CompletedProcess]:
+        """Run the workers' health check (``python -m worker.health``, as compose does) on
+        every worker at once; the finished processes by worker name."""
+        running = {
+            name: subprocess.Popen(
+                [str(BIN / "python"), "-m", "worker.health", node, "--timeout", f"{timeout:g}"],
+                cwd=ROOT,
+                env=self.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name, node in self.nodes.items()
+            if name in self.procs
+        }
+        done = {}
+        for name, proc in running.items():
+            out, _ = proc.communicate(timeout=timeout + 30)
+            done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out)
+        return done
+
+    def wait_workers_consume(self, timeout: float) -> None:
+        """Wait until a probe task makes a round trip through every worker: a worker that
+        logged "ready" may still be connecting, and one that stopped consuming fails here."""
+        results = self.probe_workers(timeout)
+        failed = {name: r.stdout.strip() for name, r in results.items() if r.returncode != 0}
+        if failed:
+            raise AssertionError(f"workers not consuming after {timeout:g}s: {failed}")
+
+    def start_worker(self, n: int) -> None:
+        """Worker process ``worker{n}`` with the n-th pool of WORKER_POOLS (1-based)."""
+        self.nodes[f"worker{n}"] = node_name(f"e2e{n}")
+        self._spawn(
+            f"worker{n}",
+            worker_command(f"e2e{n}@%h", WORKER_POOLS[n - 1]),
+            PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
+        )
 
     def start_beat(self, name: str) -> None:
         """A Beat process named ``name`` with a schedule file of its own."""
@@ -223,62 +256,6 @@ class Stack:
         return requests.post(f"{self.base_url}/webhook", data=body, headers=h, timeout=10)
 
 
-def message(
-    user: str,
-    text: str | None = None,
-    tap: tuple[str, str] | None = None,
-    wamid: str | None = None,
-    ts: int | None = None,
-    bsuid: str | None = None,
-) -> dict[str, Any]:
-    """One inbound message item (phone ``user``; ``bsuid`` alone makes a username user)."""
-    item: dict[str, Any] = {"id": wamid or f"wamid.E2E{uuid.uuid4().hex}", "timestamp": str(ts or int(time.time()))}
-    if user:
-        item["from"] = user
-    if tap is not None:
-        item["type"] = "interactive"
-        item["interactive"] = {"type": "button_reply", "button_reply": {"id": tap[0], "title": tap[1]}}
-    else:
-        item["type"] = "text"
-        item["text"] = {"body": text or ""}
-    return item
-
-
-def contact(user: str, bsuid: str | None = None, name: str = "Test User") -> dict[str, Any]:
-    c: dict[str, Any] = {"profile": {"name": name}}
-    if user:
-        c["wa_id"] = user
-    if bsuid:
-        c["user_id"] = bsuid
-    return c
-
-
-def webhook(
-    messages: Iterable[dict[str, Any]] = (),
-    contacts: Iterable[dict[str, Any]] = (),
-    statuses: Iterable[dict[str, Any]] = (),
-    phone_number_id: str = PHONE_NUMBER_ID,
-) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
-    }
-    if messages:
-        value["messages"] = list(messages)
-        value["contacts"] = list(contacts)
-    if statuses:
-        value["statuses"] = list(statuses)
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "0", "changes": [{"field": "messages", "value": value}]}],
-    }
-
-
-def combine(*payloads: dict[str, Any]) -> dict[str, Any]:
-    """Several webhook bodies as one batched POST (entries side by side)."""
-    return {"object": "whatsapp_business_account", "entry": [e for p in payloads for e in p["entry"]]}
-
-
 def new_workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="parley-e2e-"))
 
@@ -287,7 +264,7 @@ def require_redis_server() -> None:
     """The stack runs a private redis-server; without the binary there is no stack."""
     import shutil
 
-    from tests.conftest import service_missing
+    from tests.support.services import service_missing
 
     if shutil.which("redis-server") is None:
         service_missing("redis-server (binary)", FileNotFoundError("redis-server"))
