@@ -33,8 +33,9 @@ from conversation.models import (
 from conversation.notifications import NotificationRequest, TemplateNotSendable, TemplateRequest, create_notification
 from conversation.template_status_models import MessageTemplateStatus
 from templates.message_templates import load_catalogue
-from tests.e2e.stack import PHONE_NUMBER_ID, ROOT, Stack, contact, message, wait_until, webhook
 from tests.support.graph_stub import GraphStub
+from tests.support.stack import ROOT, Stack, wait_until
+from tests.support.webhooks import PHONE_NUMBER_ID, contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
