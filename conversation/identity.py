@@ -199,3 +199,11 @@ def _move_handoffs(session: Session, old_key: str, new_key: str, now: datetime) 
             .values(released_at=now, release_reason="merged")
         )
     session.execute(update(Handoff).where(Handoff.user_key == old_key).values(user_key=new_key))
+
+
+def owner_of(session: Session, outbox_ids: list[int], user_key: str) -> str:
+    """Whose the outbox rows are now: ``user_key``, or the identity the customer moved to."""
+    if not outbox_ids:
+        return user_key
+    owner = session.scalar(select(OutboundMessage.user_key).where(OutboundMessage.id == outbox_ids[0]))
+    return owner or user_key
