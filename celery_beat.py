@@ -24,6 +24,13 @@ app.conf.beat_schedule = {
         "task": "parley.maintenance.prune_logs",
         "schedule": float(settings.prune_interval_seconds),
     },
+    "release-handoffs": {
+        "task": "parley.maintenance.release_handoffs",
+        "schedule": float(settings.expire_interval_seconds),
+    },
 }
+if settings.events_url is not None:
+    # Retries of events a receiver refused (their backoff starts at a few seconds).
+    app.conf.beat_schedule["deliver-events"] = {"task": "parley.events.deliver", "schedule": 5.0}
 
 __all__ = ["app"]

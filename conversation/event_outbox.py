@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from conversation.handoff_models import OutgoingEvent
+from conversation.models import OutboundMessage
 
 HANDOFF_REQUESTED = "handoff.requested"
 FLOW_COMPLETED = "flow.completed"
@@ -149,3 +150,17 @@ def flow_completed(template: str, user_key: str, submission_id: uuid.UUID, answe
 
 def message_failed(user_key: str, message_id: int, code: int | None, error: str) -> dict[str, Any]:
     return {"user": user_key, "message_id": message_id, "code": code, "error": error}
+
+
+def record_message_failed(
+    session: Session, message_id: int, code: int | None, error: str | None, now: datetime
+) -> bool:
+    """Record ``message.failed`` for outbox row ``message_id`` when it is a message (a read
+    receipt that fails is nobody's business); True when recorded."""
+    row = session.execute(
+        select(OutboundMessage.user_key, OutboundMessage.kind).where(OutboundMessage.id == message_id)
+    ).first()
+    if row is None or row.kind != "message":
+        return False
+    record(session, MESSAGE_FAILED, message_failed(row.user_key, message_id, code, error or ""), now)
+    return True

@@ -17,12 +17,10 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from conversation import event_outbox
+from conversation import event_outbox, window
 from conversation.handoff_models import Handoff
 from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage
 
-# Meta accepts a free-form message only this long after the customer's last message.
-SERVICE_WINDOW = timedelta(hours=24)
 MAX_REPLY = 4096  # WhatsApp's limit of a text body
 
 
@@ -149,14 +147,18 @@ def waiting_summary(session: Session, now: datetime) -> tuple[int, float]:
     return int(count), max((now - oldest).total_seconds(), 0.0)
 
 
-def window_open(session: Session, user_key: str, now: datetime) -> bool:
-    """Whether a free-form message may go to the customer: they wrote in the last 24 hours."""
-    last = session.scalar(select(func.max(InboundMessage.received_at)).where(InboundMessage.user_key == user_key))
+def window_open(session: Session, user_key: str, now: datetime, phone_number_id: str | None = None) -> bool:
+    """Whether a free-form message may go to the customer: they wrote in the last 24 hours.
+
+    The window on ``phone_number_id`` is the one notifications use (``conversation.window``);
+    a customer with no window recorded there is judged by their latest stored message.
+    """
+    last = window.last_inbound(session, user_key, phone_number_id) if phone_number_id is not None else None
     if last is None:
-        return False
-    if last.tzinfo is None:
+        last = session.scalar(select(func.max(InboundMessage.received_at)).where(InboundMessage.user_key == user_key))
+    if last is not None and last.tzinfo is None:  # SQLite's max() gives back text the column type never sees
         last = datetime.fromisoformat(str(last)).replace(tzinfo=now.tzinfo)
-    return now - last < SERVICE_WINDOW
+    return window.is_open(last, now)
 
 
 def valid_reply(text: str) -> bool:
@@ -187,7 +189,7 @@ def reply(session: Session, user_key: str, text: str, now: datetime) -> int:
     )
     if handoff is None:
         raise NotHandedOff(user_key)
-    if not window_open(session, user_key, now):
+    if not window_open(session, user_key, now, handoff.phone_number_id):
         raise WindowClosed(user_key)
     row = OutboundMessage(
         user_key=user_key,
@@ -208,17 +210,22 @@ def reply(session: Session, user_key: str, text: str, now: datetime) -> int:
     return row.id
 
 
-def release(session: Session, user_key: str, now: datetime, reason: str = "person") -> bool:
-    """Give the customer back to the bot; False when they were not handed off.
+def release(
+    session: Session, user_key: str, now: datetime, reason: str = "person", quiet_since: datetime | None = None
+) -> bool:
+    """Give the customer back to the bot; False when they were not handed off (or, with
+    ``quiet_since``, when a person wrote to them after it).
 
-    Any conversation row left for them goes too: their next message is handled as if no
-    conversation were live.
+    Takes the customer's ``contacts`` row lock first, as the turn writer and ``reply`` do:
+    a message being handled waits for the release, or the release for it, never both at
+    once. Any conversation row left for them goes too: their next message is handled as
+    if no conversation were live.
     """
-    result = session.execute(
-        update(Handoff)
-        .where(Handoff.user_key == user_key, Handoff.released_at.is_(None))
-        .values(released_at=now, release_reason=reason)
-    )
+    session.execute(select(Contact.user_key).where(Contact.user_key == user_key).with_for_update())
+    still_open = [Handoff.user_key == user_key, Handoff.released_at.is_(None)]
+    if quiet_since is not None:
+        still_open.append(func.coalesce(Handoff.last_person_at, Handoff.requested_at) <= quiet_since)
+    result = session.execute(update(Handoff).where(*still_open).values(released_at=now, release_reason=reason))
     if not result.rowcount:
         return False
     session.execute(delete(ConversationState).where(ConversationState.user_key == user_key))
@@ -239,15 +246,20 @@ def prune(session: Session, older_than: datetime) -> int:
 
 
 def release_lapsed(session: Session, now: datetime, timeout: timedelta, limit: int = 1000) -> list[str]:
-    """Release every handoff without a person's message for ``timeout``; returns their customers."""
-    quiet_since = func.coalesce(Handoff.last_person_at, Handoff.requested_at)
+    """Release every handoff without a person's message for ``timeout``; returns their customers.
+
+    The candidates are read without a lock; each release locks its customer (contacts row
+    first, like every writer of a turn) and checks the timeout again under that lock, so a
+    person's reply committed meanwhile keeps the handoff open.
+    """
+    cutoff = now - timeout
+    quiet = func.coalesce(Handoff.last_person_at, Handoff.requested_at)
     keys = list(
         session.scalars(
             select(Handoff.user_key)
-            .where(Handoff.released_at.is_(None), quiet_since <= now - timeout)
-            .order_by(Handoff.requested_at)
+            .where(Handoff.released_at.is_(None), quiet <= cutoff)
+            .order_by(Handoff.requested_at, Handoff.user_key)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
     )
-    return [key for key in keys if release(session, key, now, reason="timeout")]
+    return [key for key in keys if release(session, key, now, reason="timeout", quiet_since=cutoff)]

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from conversation import event_outbox
 from conversation.events import StatusEvent
 from conversation.models import Contact, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 
@@ -165,8 +166,11 @@ def take(session: Session, user_key: str, now: datetime) -> list[Job] | Wait | N
     return batch
 
 
-def settle(session: Session, user_key: str, outcomes: list[Outcome], now: datetime) -> None:
-    """Store what Graph answered for each sent row; a status webhook may already have moved one further."""
+def settle(session: Session, user_key: str, outcomes: list[Outcome], now: datetime, events: bool = False) -> None:
+    """Store what Graph answered for each sent row; a status webhook may already have moved one further.
+
+    With ``events`` a message that failed for good is told to ``PARLEY_EVENTS_URL``.
+    """
     conn = session.connection()
     accepted = [{"job_id": o.job_id, "new_wamid": o.wamid, "now": now} for o in outcomes if isinstance(o, Accepted)]
     if accepted:
@@ -179,6 +183,8 @@ def settle(session: Session, user_key: str, outcomes: list[Outcome], now: dateti
                 .where(OutboundMessage.id == outcome.job_id)
                 .values(status="failed", last_error_code=outcome.code, last_error=outcome.error[:500], updated_at=now)
             )
+            if events:
+                event_outbox.record_message_failed(session, outcome.job_id, outcome.code, outcome.error[:500], now)
         elif isinstance(outcome, Retry):
             conn.execute(
                 update(OutboundMessage)
@@ -210,8 +216,11 @@ def release_lease(session: Session, user_key: str) -> None:
     session.connection().execute(_SET_LEASE, {"k": user_key, "until": None})
 
 
-def apply_status(session: Session, status: StatusEvent) -> str:
-    """Record a delivery receipt on our outbound row; returns what happened (for logs and metrics)."""
+def apply_status(session: Session, status: StatusEvent, events: bool = False) -> str:
+    """Record a delivery receipt on our outbound row; returns what happened (for logs and metrics).
+
+    With ``events`` a message Meta reports as failed is told to ``PARLEY_EVENTS_URL``.
+    """
     row = session.scalar(select(OutboundMessage).where(OutboundMessage.wamid == status.wamid).with_for_update())
     if row is None:
         return "unknown"
@@ -221,6 +230,8 @@ def apply_status(session: Session, status: StatusEvent) -> str:
         row.status = "failed"
         row.last_error_code = status.error_code
         row.last_error = status.error_title
+        if events:
+            event_outbox.record_message_failed(session, row.id, status.error_code, status.error_title, utcnow())
     elif status.status in STATUS_RANK:
         if row.status == "failed" or STATUS_RANK[status.status] <= STATUS_RANK.get(row.status, 0):
             return "stale"

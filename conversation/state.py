@@ -40,6 +40,8 @@ class Outcome(StrEnum):
     UNKNOWN_KIND = "unknown_kind"  # a kind parley does not know: kept, counted, not answered
     ORDER_RECEIVED = "order_received"  # a cart with no order flow: stored and acknowledged
     SUBMITTED = "submitted"  # a Flow's answers with no conversation live: kept as a submission
+    HANDED_OFF = "handed_off"  # a handoff step or word: a person takes over
+    WAITING = "waiting"  # a message while handed off: kept for the person, never answered
 
 
 class EndReason(StrEnum):
@@ -51,6 +53,7 @@ class EndReason(StrEnum):
     SWITCHED = "switched"
     RESTARTED = "restarted"
     TEMPLATE_GONE = "template_gone"
+    HANDED_OFF = "handed_off"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Texts:
     cancel_title: str = "Cancel"
     template_gone: str = "Sorry, that menu is no longer available."
     order_received: str = "Thank you! We received your order {order_id}: {cart_summary}. We'll be in touch shortly."
+    handed_off: str = "Okay, I'm passing you to a person from our team. They will reply here."
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class EngineConfig:
     fallback_text: str = "Sorry, I didn't get that. Send *hi* to see the menu."
     fallback_period: timedelta = timedelta(hours=1)
     default_expiry: timedelta = timedelta(hours=24)
+    handoff_words: tuple[str, ...] = ()
     texts: Texts = field(default_factory=Texts)
 
     def expiry(self, template: TemplateDef, now: datetime) -> datetime:
@@ -101,6 +106,8 @@ class CustomerState:
     conversation: Conversation | None
     last_fallback_at: datetime | None = None
     profile_name: str | None = None
+    # An open handoff: a person has the customer, and the bot is paused for them.
+    handed_off: bool = False
 
 
 # Effects the caller carries out in the same transaction.
@@ -134,7 +141,15 @@ class FallbackSent:
     pass
 
 
-Effect = Submit | Ended | Entered | FallbackSent
+@dataclass(frozen=True)
+class HandOff:
+    """Hand the customer to a person: from a flow's handoff step, or (both None) the handoff word."""
+
+    template: str | None = None
+    step: str | None = None
+
+
+Effect = Submit | Ended | Entered | FallbackSent | HandOff
 
 
 @dataclass(frozen=True)

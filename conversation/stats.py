@@ -2,8 +2,8 @@
 
 A *run* is one pass of a customer through one template, from entering its ``initial``
 step to the event that ends it (completed, cancelled, expired, switched, restarted,
-template_gone). A step's "reached" counts runs, not visits: a customer sent back from
-confirmation to quantity has reached quantity once.
+template_gone, or handed_off: a person took over). A step's "reached" counts runs, not
+visits: a customer sent back from confirmation to quantity has reached quantity once.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class StepCount:
     switched: int = 0
     restarted: int = 0
     template_gone: int = 0
+    handed_off: int = 0
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Funnel:
     switched: int = 0
     restarted: int = 0
     template_gone: int = 0
+    handed_off: int = 0
     steps: list[StepCount] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:

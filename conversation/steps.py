@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from conversation import handoff_routes
 from conversation.content import interactive, step_messages, text_message, way_out_message
 from conversation.events import InboundEvent
 from conversation.state import (
@@ -208,6 +209,8 @@ def advance(
 
     send_step(run, template, target, context)
     run.effects.append(Entered(template.template_name, target))
+    if step.handoff:
+        return handoff_routes.hand_off_at(run, template.template_name, target)
     if step.end_conversation:
         answers_out = {k: v for k, v in context.items() if not k.startswith("_")}
         run.effects.append(Submit(template.template_name, answers_out))

@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from conversation import handoff_turn, window
 from conversation import turn_statements as sql
-from conversation import window
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
@@ -49,6 +49,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         fallback_text=settings.fallback_text,
         fallback_period=timedelta(seconds=settings.fallback_period_seconds),
         default_expiry=timedelta(hours=settings.default_expiry_hours),
+        handoff_words=settings.handoff_words,
     )
 
 
@@ -72,6 +73,7 @@ class InboundResult:
     user_key: str
     outcome: str = "duplicate"
     outbox_ids: list[int] = field(default_factory=list)
+    events: int = 0  # events recorded for PARLEY_EVENTS_URL: hand them to a deliverer after commit
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,12 @@ def process_event(
     config: EngineConfig,
     mark_as_read: bool = True,
     now: datetime | None = None,
+    events: bool = False,
 ) -> InboundResult:
-    """Handle one customer message exactly once; returns the outbox rows to hand on."""
+    """Handle one customer message exactly once; returns the outbox rows to hand on.
+
+    With ``events`` (``PARLEY_EVENTS_URL`` is set) the events this turn causes are recorded.
+    """
     now = now or utcnow()
     user_key = event.user.key
     inbound_id = claim(session, event, now)
@@ -147,6 +153,7 @@ def process_event(
         conversation=snapshot(row) if row is not None else None,
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
+        handed_off=handoff_turn.is_handed_off(session, user_key),
     )
     result = handle(TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session))
 
@@ -168,11 +175,14 @@ def process_event(
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
 
-    events = []
+    recorded = handoff_turn.carry_out(session, event, result, now, events)
+    rows_of_events = []
     for effect in result.effects:
         if isinstance(effect, Submit):
+            submission_id = uuid.uuid4()
             session.add(
                 Submission(
+                    id=submission_id,
                     template_name=effect.template,
                     user_key=user_key,
                     phone_number=event.user.phone,
@@ -181,16 +191,19 @@ def process_event(
                     created_at=now,
                 )
             )
+            if events:
+                handoff_turn.flow_completed(session, effect.template, user_key, submission_id, effect.answers, now)
+                recorded += 1
         elif isinstance(effect, FallbackSent):
             conn.execute(sql.SET_FALLBACK, {"k": user_key, "now": now})
         elif isinstance(effect, Entered):
-            events.append(_event(user_key, effect.template, effect.step, "entered", now))
+            rows_of_events.append(_event(user_key, effect.template, effect.step, "entered", now))
         elif isinstance(effect, Ended):
-            events.append(_event(user_key, effect.template, effect.step, effect.reason, now))
+            rows_of_events.append(_event(user_key, effect.template, effect.step, effect.reason, now))
             log.info("conversation ended", extra={"template": effect.template, "step": effect.step})
-    if events:
+    if rows_of_events:
         # Effects come in order (an end before the next start), and so must the rows' ids.
-        conn.execute(sql.EVENT_INSERT, events).all()
+        conn.execute(sql.EVENT_INSERT, rows_of_events).all()
 
     rows = []
     if mark_as_read and reads(event.kind, result.outcome):
@@ -198,7 +211,7 @@ def process_event(
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
     ids = _queue(session, rows)
     conn.execute(sql.SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
-    return InboundResult(False, user_key, result.outcome, ids)
+    return InboundResult(False, user_key, result.outcome, ids, recorded)
 
 
 def dead_letter(session: Session, event: InboundEvent, error: str, apology: dict[str, Any], now: datetime) -> bool:

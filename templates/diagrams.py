@@ -110,6 +110,8 @@ def _step_lines(t: TemplateDef, name: str) -> tuple[str, ...]:
         lines.append(f"stores: {step.context_key}")
     if step.end_conversation:
         lines.append("ends the conversation")
+    if step.handoff:
+        lines.append("hands the customer to a person")
     return tuple(lines)
 
 
@@ -161,6 +163,8 @@ def build_graph(t: TemplateDef, known_templates: Collection[str] | None = None) 
         if step.end_conversation:
             nodes.setdefault("end", Node("end", "end", "end"))
             edges.append(Edge(step_id(name), "end", "end"))
+            continue
+        if step.handoff:  # a leaf: a person takes over, and after release the customer starts afresh
             continue
         if step.validation is not None and not t.step_options(name):
             error = f"\n{_short(step.error, 24)}" if step.error else ""

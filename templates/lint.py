@@ -11,7 +11,8 @@ Mirrors the step engine (``conversation/engine.py``, the step machine) without i
 - a target is a step of the same template, else an active template, else ``<name>_flow``
   (alias of template ``<name>``); a template target starts that template afresh;
 - entering a step runs its action, sends its prompt and/or message, then ends the
-  conversation if ``end_conversation``.
+  conversation if ``end_conversation``, or hands the customer to a person if ``handoff``
+  (a leaf, like an end).
 
 Action names and the keys they set come in as a parameter: this package never imports
 ``conversation``.
@@ -24,6 +25,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from templates.handoff_step import handoff_errors
 from templates.normalize import normalize
 from templates.placeholders import PlaceholderError, placeholders
 from templates.schema import ALIAS_SUFFIX, INITIAL, ORDER_CONTEXT, HttpAction, Step, TemplateDef
@@ -75,7 +77,7 @@ def _step_texts(step: Step) -> Iterator[tuple[str, str]]:
 def transitions(template: TemplateDef, name: str) -> list[tuple[str, str]]:
     """(field, target) pairs the engine can actually take after an answer to step ``name``."""
     step = template.steps[name]
-    if step.end_conversation:
+    if step.end_conversation or step.handoff:
         return []
     branches = step.next_steps or {}
     if options := template.step_options(name):
@@ -208,6 +210,10 @@ class _Linter:
         for key, target in branches.items():
             self.target(name, t, step_name, f"next_steps.{key}", target)
         options = [o.id for o in t.step_options(step_name)]
+        if step.handoff:
+            for field, message in handoff_errors(step_name, step, options):
+                self.error(name, step_name, field, message)
+            return
         if step.end_conversation:
             for field, present in (
                 ("next_step", step.next_step),

@@ -219,6 +219,8 @@ class Step(Strict):
     next_steps: dict[str, Annotated[str, StringConstraints(min_length=1)]] | None = None
     action: Name | HttpAction | None = None
     end_conversation: bool = False
+    # Sends its prompt, then a person takes over (templates/handoff_step.py has its rules).
+    handoff: bool = False
 
     @field_validator("validation", mode="before")
     @classmethod

@@ -92,9 +92,10 @@ def _register_console(app: Flask, settings: Settings) -> None:
 
         sandbox.init_app(app)
     if admin_enabled(settings):
-        from webhook.console import admin
+        from webhook.console import admin, handoffs
 
         admin.init_app(app)
+        handoffs.init_app(app)
     else:
         log.warning("admin API disabled: PARLEY_ADMIN_TOKEN is not set")
     if simulator_enabled(settings):

@@ -6,14 +6,17 @@ forking) and ``/metrics`` answers for all of them together. Under the plain
 ``gunicorn "webhook:create_app()"`` that variable is unset and each worker process keeps
 its own registry: ``/metrics`` then shows the one process that answered the scrape.
 
-The queue depth is read from Redis on each scrape (see ``worker.metrics``). Names and
-meanings: docs/METRICS.md.
+The queue depth is read from Redis on each scrape (see ``worker.metrics``), the customers
+waiting for a person from the database (``handoff_metrics``). Names and meanings:
+docs/METRICS.md.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
@@ -26,6 +29,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy.orm import Session
 
 REJECT_REASONS = (
     "too_large",
@@ -75,8 +79,9 @@ def multiprocess_dir() -> str | None:
     return path if path and os.path.isdir(path) else None
 
 
-def exposition(broker_url: str) -> bytes:
-    """The page ``/metrics`` serves: every process's samples, then the queue depth."""
+def exposition(broker_url: str, scope: Callable[[], AbstractContextManager[Session]] | None = None) -> bytes:
+    """The page ``/metrics`` serves: every process's samples, the queue depth, and with
+    ``scope`` (a unit of work) what is read from the database (customers waiting for a person)."""
     path = multiprocess_dir()
     if path is None:
         registry: CollectorRegistry = REGISTRY
@@ -92,12 +97,26 @@ def exposition(broker_url: str) -> bytes:
         queues = CollectorRegistry(auto_describe=False)
         queues.register(QueueDepthCollector(broker_url, (INBOUND_QUEUE, OUTBOUND_QUEUE, MAINTENANCE_QUEUE)))
         pages.append(generate_latest(queues))
+    if scope is not None:
+        from webhook.handoff_metrics import HandoffCollector
+
+        handoffs = CollectorRegistry(auto_describe=False)
+        handoffs.register(HandoffCollector(scope))
+        pages.append(generate_latest(handoffs))
     return b"".join(pages)
 
 
 def metrics_view() -> Response:
-    broker_url = current_app.config["PARLEY_SETTINGS"].broker_url
-    return Response(exposition(broker_url), status=200, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+    settings = current_app.config["PARLEY_SETTINGS"]
+    scope = None
+    # The handoff gauges come with the agents' API: a receiver-only process (production
+    # without PARLEY_ADMIN_TOKEN) loads no domain module, so it serves none of them.
+    if settings.admin_token:
+        from conversation.db import session_scope
+
+        scope = current_app.config.get("SESSION_SCOPE", session_scope)
+    page = exposition(settings.broker_url, scope)
+    return Response(page, status=200, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 def _start_timer() -> None:

@@ -67,6 +67,8 @@ def create_celery() -> Celery:
         task_routes={
             "parley.inbound.*": {"queue": INBOUND_QUEUE},
             "parley.outbox.*": {"queue": OUTBOUND_QUEUE},
+            # Posting events is I/O like sending; it never takes an inbound worker from a customer.
+            "parley.events.*": {"queue": OUTBOUND_QUEUE},
             "parley.maintenance.*": {"queue": MAINTENANCE_QUEUE},
         },
         task_soft_time_limit=LONGEST_TASK_SECONDS - 30,

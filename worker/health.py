@@ -43,6 +43,7 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from worker.celery_app import PUBLISHED_HEADER, app
+from worker.task_base import ParleyTask
 
 PROBE_TASK = "parley.health.probe"
 PROBE_KEY = "parley:probe:"
@@ -58,7 +59,7 @@ def broker_client(url: str, timeout: float = 2.0) -> Any:
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
-@app.task(name=PROBE_TASK, ignore_result=True, acks_late=False, soft_time_limit=10, time_limit=15)
+@app.task(base=ParleyTask, name=PROBE_TASK, ignore_result=True, acks_late=False, soft_time_limit=10, time_limit=15)
 def probe(token: str) -> None:
     """Answer a health probe: the token's key appears in the broker's Redis."""
     client = broker_client(str(app.conf.broker_url))

@@ -38,8 +38,14 @@ class PayloadReport:
     skipped: int = 0
 
 
-def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -> PayloadReport:
-    """Run every item of ``raw``; ``hand_off(user_key)`` is called after each commit with replies.
+def process_raw(
+    raw: str,
+    settings: Settings,
+    hand_off: Callable[[str], None],
+    events_recorded: Callable[[], None] | None = None,
+) -> PayloadReport:
+    """Run every item of ``raw``; ``hand_off(user_key)`` is called after each commit with replies,
+    ``events_recorded()`` after a commit that recorded events for ``PARLEY_EVENTS_URL``.
 
     A database outage raises (the task retries the whole payload; handled items are then
     duplicates and skipped). Any other error is confined to its item: tried POISON_ATTEMPTS
@@ -52,10 +58,11 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
     for item in parsed.skipped:
         log.warning("skipped malformed webhook item", extra={"where": item.where, "reason": item.reason})
     config = engine_config(settings)
+    events = settings.events_url is not None
     for event in parsed.messages:
         bind(wamid=event.wamid)  # the correlation id of every line about this message
         try:
-            result = _process_item(event, config, settings.mark_as_read)
+            result = _process_item(event, config, settings.mark_as_read, events)
         except Exception as exc:
             if is_transient(exc) or isinstance(exc, SoftTimeLimitExceeded):
                 raise  # the task retries the payload later; handled items are then duplicates
@@ -80,10 +87,14 @@ def process_raw(raw: str, settings: Settings, hand_off: Callable[[str], None]) -
         )
         if result.outbox_ids:
             _hand_off(hand_off, result.user_key)
+        if result.events and events_recorded is not None:
+            events_recorded()
     clear_context()
     for status in parsed.statuses:
         with session_scope() as session:
-            applied = apply_status(session, status)
+            applied = apply_status(session, status, events)
+        if applied == "applied" and status.status == "failed" and events and events_recorded is not None:
+            events_recorded()
         metrics.count_status(status.status, applied, status.error_code)
         report.statuses += 1
     _account_changes(parsed)
@@ -101,7 +112,7 @@ def _account_changes(parsed: ParsedPayload) -> None:
         log.info("message template update", extra={"template": update.name, "status": update.status})
 
 
-def _process_item(event: InboundEvent, config: EngineConfig, mark_as_read: bool) -> InboundResult:
+def _process_item(event: InboundEvent, config: EngineConfig, mark_as_read: bool, events: bool) -> InboundResult:
     """One message in its own transaction, tried up to POISON_ATTEMPTS times.
 
     A database outage is raised at once (the task retries the payload later); any other
@@ -110,7 +121,7 @@ def _process_item(event: InboundEvent, config: EngineConfig, mark_as_read: bool)
     for attempt in range(1, POISON_ATTEMPTS + 1):
         try:
             with session_scope() as session:
-                result = process_event(session, event, config, mark_as_read=mark_as_read)
+                result = process_event(session, event, config, mark_as_read=mark_as_read, events=events)
                 faults.point("before_commit", event.text)
             return result
         except Exception as exc:

@@ -41,8 +41,10 @@ class DrainResult:
     busy: bool = False  # another sender holds this customer's lease
 
 
-def drain(user_key: str, client: GraphClient, max_attempts: int) -> DrainResult:
+def drain(user_key: str, client: GraphClient, max_attempts: int, events: bool = False) -> DrainResult:
     """Send the customer's open rows in order until none is left or the next must wait.
+
+    With ``events`` each message that fails for good records a ``message.failed`` event.
 
     Two transactions for a typical message (its read receipt and its reply): one takes the
     lease and the batch, one stores Graph's answers and takes the next batch or lets go.
@@ -62,9 +64,8 @@ def drain(user_key: str, client: GraphClient, max_attempts: int) -> DrainResult:
             sent += sum(isinstance(o, outbox.Accepted) for o in outcomes)
             failed += sum(isinstance(o, outbox.Failed) for o in outcomes)
             done = batch
-            user_key, batch = _with_db_retry(
-                partial(_settle_and_take, user_key, outcomes, retry_in is None), "accepted send"
-            )
+            settle = partial(_settle_and_take, user_key, outcomes, retry_in is None, events)
+            user_key, batch = _with_db_retry(settle, "accepted send")
             holding = isinstance(batch, list)
             _report_accepted(done, outcomes)
             if retry_in is not None:
@@ -78,7 +79,7 @@ def drain(user_key: str, client: GraphClient, max_attempts: int) -> DrainResult:
 
 
 def _settle_and_take(
-    user_key: str, outcomes: list[outbox.Outcome], more: bool
+    user_key: str, outcomes: list[outbox.Outcome], more: bool, events: bool = False
 ) -> tuple[str, list[outbox.Job] | outbox.Wait | None]:
     """Commit Graph's answers; then either take the next batch (keeping the lease) or let go.
     Returns the customer's identity, new if they moved meanwhile, and the batch.
@@ -95,7 +96,7 @@ def _settle_and_take(
             if outbox.keep_lease(s, user_key, now):
                 break
             user_key = identity.owner_of(s, [o.job_id for o in outcomes], user_key)
-        outbox.settle(s, user_key, outcomes, now)
+        outbox.settle(s, user_key, outcomes, now, events)
         batch = outbox.take(s, user_key, now) if more else None
         if not isinstance(batch, list):
             outbox.release_lease(s, user_key)

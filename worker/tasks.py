@@ -1,7 +1,7 @@
 """Celery tasks: thin envelopes (names, queues, limits) over plain functions.
 
 What every task needs around its work (the soft time limit, retrying a database outage,
-a clean log context) is :class:`ParleyTask`'s, so each task below is only its work.
+a clean log context) is :class:`worker.task_base.ParleyTask`'s, so each task below is only its work.
 """
 
 from __future__ import annotations
@@ -10,65 +10,21 @@ import logging
 from dataclasses import asdict
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
 
-from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
-
-from conversation import outbox
-from conversation.db import is_transient, session_scope
-from conversation.logs import clear_context
+from conversation import event_outbox, handoff, outbox
+from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService
 from settings import get_settings
 from worker import metrics
 from worker.celery_app import app
+from worker.event_delivery import EventPoster, deliver_due
 from worker.graph_api import GraphClient
 from worker.inbound import process_raw
 from worker.sender import drain
+from worker.task_base import ParleyTask
 
 log = logging.getLogger(__name__)
-
-
-class ParleyTask(Task):
-    """The base of every parley task: its soft time limit, transient retries and log context.
-
-    - Past its soft time limit, a task with ``soft_limit_countdown`` is tried again after
-      that many seconds (what it committed so far stays; every task is idempotent); one
-      without stops, and the next scheduled run carries on.
-    - A database outage (``is_transient``) is retried after ``transient_backoff``:
-      ``(first, cap)`` seconds, doubling per retry up to ``cap``, at most ``max_retries``.
-      Any other error is raised as it is: retrying a bug only repeats it.
-    - The correlation fields of the log are cleared before and after, because worker
-      threads and processes run one task after another.
-    """
-
-    soft_limit_countdown: float | None = None
-    transient_backoff: tuple[float, float] = (10.0, 60.0)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        clear_context()
-        try:
-            return super().__call__(*args, **kwargs)
-        except SoftTimeLimitExceeded:
-            if self.soft_limit_countdown is None:
-                log.warning("task stopped at its soft time limit", extra={"task": self.name})
-                return None
-            log.warning("task retried after its soft time limit", extra={"task": self.name})
-            raise self.retry(countdown=self.soft_limit_countdown) from None
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            countdown = self.transient_countdown(self.request.retries)
-            log.warning("database unavailable, task retried", extra={"task": self.name, "countdown": countdown})
-            raise self.retry(exc=exc, countdown=countdown) from exc
-        finally:
-            clear_context()
-
-    def transient_countdown(self, retries: int) -> float:
-        """Seconds before retry number ``retries + 1`` of a database outage."""
-        first, cap = self.transient_backoff
-        return min(first * 2**retries, cap)
 
 
 @lru_cache(maxsize=1)
@@ -103,7 +59,7 @@ def process_payload(raw: str) -> dict[str, int]:
 
     The counts it returns are what the worker's "succeeded" log line shows of the payload.
     """
-    return asdict(process_raw(raw, get_settings(), hand_off))
+    return asdict(process_raw(raw, get_settings(), hand_off, deliver_events_soon))
 
 
 @app.task(
@@ -120,9 +76,13 @@ def process_payload(raw: str) -> dict[str, int]:
 def deliver(user_key: str) -> dict[str, int]:
     """Send one customer's pending replies in order. Safe to run twice: a lease serializes it
     (``busy``: another sender held it and sends them)."""
-    result = drain(user_key, graph_client(), get_settings().send_max_attempts)
+    settings = get_settings()
+    events = settings.events_url is not None
+    result = drain(user_key, graph_client(), settings.send_max_attempts, events)
     if result.retry_in is not None:
         deliver.apply_async(args=[user_key], countdown=result.retry_in)
+    if result.failed and events:
+        deliver_events_soon()
     return {"sent": result.sent, "failed": result.failed, "busy": result.busy}
 
 
@@ -151,5 +111,59 @@ def sweep_outbox() -> int:
 @app.task(base=ParleyTask, name="parley.maintenance.prune_logs", soft_time_limit=240, time_limit=270)
 def prune_logs() -> dict[str, int]:
     settings = get_settings()
+    older_than = utcnow() - timedelta(days=settings.retention_days)
     with session_scope() as session:
-        return outbox.prune(session, utcnow() - timedelta(days=settings.retention_days))
+        counts = outbox.prune(session, older_than)
+        counts["handoffs"] = handoff.prune(session, older_than)
+        counts["events"] = event_outbox.prune(session, older_than)
+    return counts
+
+
+@app.task(base=ParleyTask, name="parley.maintenance.release_handoffs", soft_time_limit=240, time_limit=270)
+def release_handoffs() -> int:
+    """Give back to the bot every customer no person has written to for PARLEY_HANDOFF_TIMEOUT_HOURS."""
+    timeout = timedelta(hours=get_settings().handoff_timeout_hours)
+    with session_scope() as session:
+        released = handoff.release_lapsed(session, utcnow(), timeout)
+    if released:
+        log.info("handoffs released after the timeout", extra={"count": len(released)})
+    return len(released)
+
+
+@lru_cache(maxsize=1)
+def event_poster() -> EventPoster | None:
+    """One HTTP client per worker process; None when no PARLEY_EVENTS_URL is set."""
+    settings = get_settings()
+    if settings.events_url is None or settings.events_secret is None:
+        return None
+    return EventPoster(settings.events_url, settings.events_secret)
+
+
+# Few per pass: each leased event must be posted before its lease runs out, even if every
+# POST before it takes its whole timeout.
+EVENTS_PER_PASS = 4
+
+
+@app.task(base=ParleyTask, name="parley.events.deliver", soft_time_limit=240, time_limit=270)
+def deliver_events() -> dict[str, int]:
+    """POST every due event to PARLEY_EVENTS_URL; one that fails is due again after its backoff.
+
+    Run after a commit that recorded events, and by Beat for the retries. Two at once take
+    different rows (each row is leased), so a burst of runs is harmless.
+    """
+    poster = event_poster()
+    delivered = failed = 0
+    while poster is not None:
+        report = deliver_due(session_scope, poster, limit=EVENTS_PER_PASS)
+        delivered, failed = delivered + report.delivered, failed + report.failed
+        if report.delivered + report.failed < EVENTS_PER_PASS:
+            break
+    return {"delivered": delivered, "failed": failed}
+
+
+def deliver_events_soon() -> None:
+    """Ask a worker to post the events just committed; if the broker refuses, Beat's run does."""
+    try:
+        deliver_events.apply_async()
+    except Exception as exc:
+        log.warning("event delivery deferred to the next scheduled run: %s", exc.__class__.__name__)

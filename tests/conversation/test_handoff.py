@@ -232,3 +232,13 @@ def test_delivered_events_are_pruned_and_pending_ones_never(db_session: Session)
     event_outbox.delivered(db_session, attempt, T0)
     assert event_outbox.prune(db_session, T0 + timedelta(days=90)) == 1
     assert event_outbox.pending_count(db_session) == 1
+
+
+def test_a_timeout_release_checks_again_under_the_lock_that_nobody_wrote_meanwhile(db_session: Session) -> None:
+    wrote(db_session, ANN, "Contact us", T0 + timedelta(hours=22))
+    handoff.request(db_session, ANN, T0)
+    handoff.reply(db_session, ANN.user_key, "Still looking into it", T0 + timedelta(hours=23))
+    # A Beat that read ANN as lapsed (quiet since before T0 + 1 h) before that reply committed.
+    assert not handoff.release(db_session, ANN.user_key, T0 + timedelta(hours=25), "timeout", T0 + timedelta(hours=1))
+    assert handoff.open_handoff(db_session, ANN.user_key) is not None
+    assert handoff.release(db_session, ANN.user_key, T0 + timedelta(hours=25), "timeout", T0 + timedelta(hours=23))

@@ -82,6 +82,14 @@ def test_events_are_recorded_and_never_answered(inbound: InboundEvent, outcome: 
     assert result.conversation == state.conversation  # not even touched: an event is not the customer speaking
 
 
+def test_an_edit_while_a_person_has_the_customer_is_kept_for_them_not_answered() -> None:
+    start = at("shop", "qty", product="tea", product_title="Tea")
+    answered = follow(start, typed("2", "wamid.ans"))
+    paused = replace(CustomerState(answered.conversation), handed_off=True)
+    result = run(paused, event("edit", target_wamid="wamid.ans", text="3"))
+    assert result.outcome == "waiting" and result.messages == [] and result.conversation == answered.conversation
+
+
 def test_an_edit_of_the_latest_typed_answer_answers_that_step_again() -> None:
     start = at("shop", "qty", product="tea", product_title="Tea")
     answered = follow(start, typed("2", "wamid.ans"))

@@ -44,6 +44,8 @@ def test_outcomes_are_the_strings_stored_on_inbound_rows_and_counted_by_metrics(
         "unknown_kind",
         "order_received",
         "submitted",
+        "handed_off",
+        "waiting",
     ]
 
 
@@ -55,6 +57,7 @@ def test_end_reasons_are_the_event_names_in_the_order_of_the_stats_columns():
         "switched",
         "restarted",
         "template_gone",
+        "handed_off",
     ]
 
 

@@ -191,5 +191,14 @@ def test_funnel_table_is_readable(flows: Session) -> None:
     table = stats.funnel_table(stats.dropoff(flows, "new_order")).splitlines()
     assert table[0] == "new_order: 1 conversation(s) started, 0 completed"
     assert table[1].split() == ["step", "reached", "%", *EndReason]
-    assert table[3].split() == ["quantity", "1", "100", "0", "1", "0", "0", "0", "0"]
-    assert table[-1].split() == ["total", "1", "0", "1", "0", "0", "0", "0"]
+    assert table[3].split() == ["quantity", "1", "100", "0", "1", "0", "0", "0", "0", "0"]
+    assert table[-1].split() == ["total", "1", "0", "1", "0", "0", "0", "0", "0"]
+
+
+def test_a_handoff_is_an_ending_of_its_own_at_the_handoff_step(flows: Session) -> None:
+    turns(flows, customer("15550000301"), {"send": "support"}, {"tap": "contact"}, {"send": "anyone there?"})
+    funnel = stats.dropoff(flows, "support")
+    assert (funnel.started, funnel.handed_off, funnel.completed, funnel.expired) == (1, 1, 0, 0)
+    by_step = {s.step: s for s in funnel.steps}
+    assert (by_step["contact_person"].reached, by_step["contact_person"].handed_off) == (1, 1)
+    assert by_step["initial"].handed_off == 0

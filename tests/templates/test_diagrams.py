@@ -175,3 +175,11 @@ def test_cli_draws_from_flow_files(tmp_path: Path) -> None:
     assert '<g id="step_faq" class="node step current">' in out.read_text()
     missing = runner.invoke(args=["templates", "graph", "nope", "--dir", str(ROOT / "templates")])
     assert missing.exit_code == 1 and "no template named nope" in missing.output
+
+
+def test_a_handoff_step_is_drawn_as_a_leaf_saying_a_person_takes_over() -> None:
+    g = build_graph(SHIPPED["support"], SHIPPED.keys())
+    node = next(n for n in g.nodes if n.id == step_id("contact_person"))
+    assert "hands the customer to a person" in node.lines
+    assert edges_from(g, "contact_person") == {}
+    assert step_id("contact_person") in edges_from(g, "initial")

@@ -342,3 +342,18 @@ def test_an_order_flow_may_use_the_cart_in_its_entry_message_and_later() -> None
     assert any("placeholder {cart_total}" in e.message for e in lint(in_step))
     for ok in (in_entry, in_step):
         assert lint(ok.model_copy(update={"trigger": "order"})) == []
+
+
+def test_a_handoff_step_is_a_leaf_that_needs_no_next_step() -> None:
+    person = {"prompt": "A person will answer you here.", "handoff": True}
+    t = flow("t", {"initial": {"next_steps": {"a": "person", "b": "done"}}, "person": person, "done": END})
+    assert lint(t) == []
+    bad = flow("t", {"initial": {"next_step": "person"}, "person": {**person, "next_step": "done"}, "done": END})
+    assert sorted((e.step, e.field or "") for e in lint(bad)) == [
+        ("done", ""),
+        ("person", "next_step"),
+    ]  # done: unreachable
+    silent = flow("t", {"initial": {"next_step": "person"}, "person": {"handoff": True}})
+    assert [(e.step, e.field) for e in lint(silent)] == [("person", "prompt")]
+    first = flow("t", {"initial": {"handoff": True, "next_step": "done"}, "done": END})
+    assert ("initial", "handoff") in [(e.step, e.field) for e in lint(first)]

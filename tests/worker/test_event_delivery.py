@@ -7,12 +7,10 @@ The deliverer's clock is moved by hand so backoffs pass without waiting.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,54 +21,12 @@ from conversation import event_outbox
 from conversation.db import make_engine
 from conversation.handoff_models import OutgoingEvent
 from tests.support.database import fresh_database
+from tests.support.event_receiver import Receiver
 from worker.event_delivery import EventPoster, PassReport, deliver_due
 
 pytestmark = pytest.mark.postgres
 SECRET = "test-events-secret"
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
-
-
-class Receiver:
-    """A loopback endpoint that refuses the first ``fail_first`` attempts of each event."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
-        self.attempts: dict[str, list[bytes]] = {}
-        self.accepted: dict[str, dict[str, Any]] = {}
-        self.bad_signatures = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if not event_outbox.signature_matches(SECRET, body, self.headers.get(event_outbox.SIGNATURE_HEADER)):
-                    receiver.bad_signatures += 1
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                event_id = self.headers[event_outbox.ID_HEADER]
-                seen = receiver.attempts.setdefault(event_id, [])
-                seen.append(body)
-                if len(seen) <= receiver.fail_first:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                receiver.accepted.setdefault(event_id, json.loads(body))  # a repeat id is ignored
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/parley-events"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +68,7 @@ def record_three(scope: Callable[[], AbstractContextManager[Session]]) -> list[s
 
 def test_a_receiver_that_fails_twice_then_accepts_gets_each_event_once_signed(scope) -> None:
     ids = record_three(scope)
-    receiver = Receiver(fail_first=2)
+    receiver = Receiver(SECRET, fail_first=2)
     poster, clock = EventPoster(receiver.url, SECRET), Clock()
     try:
         assert deliver_due(scope, poster, clock=clock) == PassReport(0, 3)
@@ -142,7 +98,7 @@ def test_a_receiver_that_fails_twice_then_accepts_gets_each_event_once_signed(sc
 
 def test_a_receiver_that_is_down_loses_nothing(scope) -> None:
     ids = record_three(scope)
-    receiver = Receiver()
+    receiver = Receiver(SECRET)
     receiver.stop()  # its port now refuses connections
     poster, clock = EventPoster(receiver.url, SECRET), Clock()
     for _ in range(4):
@@ -151,7 +107,7 @@ def test_a_receiver_that_is_down_loses_nothing(scope) -> None:
     with scope() as session:
         rows = session.scalars(select(OutgoingEvent)).all()
         assert {(r.status, r.attempts, r.last_error) for r in rows} == {("pending", 4, "ConnectionError")}
-    back = Receiver()
+    back = Receiver(SECRET)
     poster.url = back.url  # the endpoint is back (on a new port)
     try:
         assert deliver_due(scope, poster, clock=clock) == PassReport(3, 0)
@@ -195,3 +151,16 @@ def test_a_poster_refuses_to_run_unsigned_or_past_its_lease() -> None:
         EventPoster("http://127.0.0.1:1/", "")
     with pytest.raises(ValueError):
         EventPoster("http://127.0.0.1:1/", SECRET, connect_timeout=30, read_timeout=30)
+
+
+def test_the_verification_docs_operations_shows_a_helpdesk_accepts_our_signature() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    section = docs.split("## 7. Events out", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "OPERATIONS.md", "exec"), namespace)  # the documented code, as a helpdesk would paste it
+    body = b'{"data":{"user":"15550001111"},"id":"e1","type":"handoff.requested"}'
+    assert namespace["verify"](SECRET, body, event_outbox.sign(SECRET, body))["id"] == "e1"
+    for header in (None, event_outbox.sign("another-secret", body), event_outbox.sign(SECRET, body + b" ")):
+        with pytest.raises(PermissionError):
+            namespace["verify"](SECRET, body, header)

@@ -22,7 +22,8 @@ from tests.support.stack import ROOT, Stack, new_workdir, wait_until, worker_com
 from tests.support.webhooks import contact, message, webhook
 from tests.worker.dispatch_helpers import celery_pointer, private_redis
 from worker.celery_app import INBOUND_QUEUE, MAINTENANCE_QUEUE, OUTBOUND_QUEUE, app
-from worker.tasks import ParleyTask, process_payload
+from worker.task_base import ParleyTask
+from worker.tasks import process_payload
 
 EXPECTED = {
     "parley.inbound.process_payload": INBOUND_QUEUE,
@@ -30,6 +31,8 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    "parley.maintenance.release_handoffs": MAINTENANCE_QUEUE,
+    "parley.events.deliver": OUTBOUND_QUEUE,
     # Sent to one worker's own queue (worker/health.py); the default route is never used.
     "parley.health.probe": INBOUND_QUEUE,
 }

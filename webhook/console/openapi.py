@@ -11,6 +11,7 @@ from typing import Any
 
 from conversation.state import EndReason
 from templates.schema import TemplateDef
+from webhook.console import handoffs_openapi
 
 REF = "#/components/schemas/{model}"
 MAX_LIMIT, MAX_OFFSET = 1000, 10**9
@@ -127,6 +128,9 @@ SCHEMAS: dict[str, Any] = {
 }
 if set(SCHEMAS) & set(_flow_defs):  # both live in components/schemas
     raise RuntimeError(f"schema names clash: {set(SCHEMAS) & set(_flow_defs)}")
+if set(SCHEMAS) & set(handoffs_openapi.SCHEMAS):
+    raise RuntimeError(f"schema names clash: {set(SCHEMAS) & set(handoffs_openapi.SCHEMAS)}")
+SCHEMAS.update(handoffs_openapi.SCHEMAS)
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -284,6 +288,8 @@ PATHS: dict[str, Any] = {
         },
     },
 }
+
+PATHS.update(handoffs_openapi.PATHS)
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",

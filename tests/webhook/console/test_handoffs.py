@@ -31,7 +31,6 @@ from settings import load_settings
 from tests.conversation.transcript import Customer
 from tests.webhook.console.test_admin import PRODUCTION, TOKEN, scope_of
 from webhook import create_app
-from webhook.console import handoffs
 from webhook.console.handoffs_openapi import PATHS, SCHEMAS
 from webhook.console.openapi import SPEC as ADMIN_SPEC
 
@@ -102,7 +101,6 @@ def app(db_session: Session) -> Flask:
             "HAND_OFF": handed.append,
         }
     )
-    handoffs.init_app(flask_app)
     flask_app.config["HANDED"] = handed
     return flask_app
 
@@ -203,7 +201,6 @@ def test_the_inbox_page_and_its_scripts_are_served(client: FlaskClient) -> None:
 
 def test_in_production_without_an_admin_token_neither_the_api_nor_the_page_exists(db_session: Session) -> None:
     app = create_app({"SETTINGS": load_settings(PRODUCTION), "ENQUEUE": lambda body: None})
-    handoffs.init_app(app)
     client = app.test_client()
     assert client.get("/console/inbox").status_code == 404
     assert client.get(API, headers=AUTH).status_code == 404

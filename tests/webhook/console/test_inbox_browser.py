@@ -35,7 +35,6 @@ from tests.support.services import service_missing
 from tests.support.stack import ROOT
 from tests.webhook.console.test_simulator_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from webhook import create_app
-from webhook.console import handoffs
 
 pytestmark = pytest.mark.postgres
 TOKEN = "inbox-browser-token"
@@ -63,16 +62,8 @@ class Served:
         event = InboundEvent(wamid=f"wamid.inbox.{phone}.{self.turns}", user=UserRef(None, phone, "Ann"),
                              phone_number_id="PNID", timestamp=at, kind="text", message_type="text", text=text,
                              raw={"type": "text", "text": {"body": text}})  # fmt: skip
-        with self.scope() as session:
-            if handoff.open_handoff(session, phone) is not None:
-                # What the paused turn writer will do: keep the message, no flow reply.
-                from conversation.turn import claim, lock_contact
-
-                claim(session, event, at)
-                lock_contact(session, event, at)
-                handoff.keep_waiting(session, phone, text, at)
-            else:
-                process_event(session, event, EngineConfig(), mark_as_read=False, now=at)
+        with self.scope() as session:  # a handed-off customer's message is kept, with no flow reply
+            process_event(session, event, EngineConfig(), mark_as_read=False, now=at)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +88,6 @@ def served() -> Iterator[tuple[Served, str]]:
                 "HAND_OFF": served.handed.append,
             }
         )
-        handoffs.init_app(app)
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -17,6 +17,8 @@ from schemathesis.specs.openapi import checks
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from conversation import handoff
+from conversation.models import utcnow
 from tests.webhook.console.test_admin import API, AUTH, PHONE, flow, make_app, seed
 from webhook.console.openapi import SPEC
 
@@ -47,21 +49,29 @@ def check(response: TestResponse, method: str, path: str) -> None:
         validator.validate(response.get_json())
 
 
+# The customer of the seed who finished their order, then asked for a person.
+WAITING = "15550004321"
+
+
 @pytest.fixture
 def app(db_session: Session) -> Flask:
     seed(db_session)
-    return make_app(db_session)
+    handoff.request(db_session, handoff.Customer(WAITING, WAITING, None, "PNID"), utcnow(), text="anyone there?")
+    db_session.commit()
+    app = make_app(db_session)
+    app.config["HAND_OFF"] = lambda user_key: None  # no broker here: the reply's row is what is checked
+    return app
 
 
 def test_every_admin_route_is_described_and_nothing_else(app: Flask) -> None:
     registered = {
         (method.lower(), rule.rule.replace("<", "{").replace(">", "}"))
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("admin.")
+        if rule.endpoint.startswith(("admin.", "handoffs."))
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     described = {(m, p) for p, item in SPEC["paths"].items() for m in item if m != "parameters"}
-    assert len(registered) == 15 and registered == described
+    assert len(registered) == 19 and registered == described
 
 
 def test_the_description_is_valid(app: Flask) -> None:
@@ -103,6 +113,17 @@ CALLS: list[tuple[str, str, str, int, dict[str, Any]]] = [
     ("post", f"/conversations/{PHONE}/end", "/conversations/{user}/end", 200, {}),
     ("post", f"/conversations/{PHONE}/end", "/conversations/{user}/end", 404, {}),
     ("get", "/message-templates", "/message-templates", 200, {}),
+    ("get", "/handoffs", "/handoffs", 200, {}),
+    ("get", "/handoffs", "/handoffs", 401, {"headers": {}}),
+    ("get", "/handoffs", "/handoffs", 403, {"headers": {"Authorization": "Bearer wrong"}}),
+    ("get", f"/handoffs/{WAITING}/messages", "/handoffs/{user}/messages", 200, {}),
+    ("get", "/handoffs/15550009999/messages", "/handoffs/{user}/messages", 404, {}),
+    ("post", f"/handoffs/{WAITING}/messages", "/handoffs/{user}/messages", 202, {"json": {"text": "Hi, Carla here"}}),
+    ("post", f"/handoffs/{WAITING}/messages", "/handoffs/{user}/messages", 422, {"json": {"text": " "}}),
+    ("post", f"/handoffs/{WAITING}/messages", "/handoffs/{user}/messages", 400, {"data": "x"}),
+    ("post", f"/handoffs/{PHONE}/messages", "/handoffs/{user}/messages", 409, {"json": {"text": "Hello"}}),
+    ("post", f"/handoffs/{WAITING}/release", "/handoffs/{user}/release", 200, {}),
+    ("post", f"/handoffs/{WAITING}/release", "/handoffs/{user}/release", 404, {}),
     ("get", "/openapi.json", "/openapi.json", 200, {"headers": {}}),
 ]
 

@@ -407,14 +407,14 @@ function renderFunnel(box, funnel) {
   box.replaceChildren();
   const started = funnel.started || 0;
   const rate = started ? Math.round((100 * (funnel.completed || 0)) / started) : 0;
-  box.append(el("p", "small", `${started} started · ${funnel.completed || 0} completed (${rate}%) · ${funnel.cancelled || 0} cancelled · ${funnel.expired || 0} expired · ${funnel.switched || 0} switched`));
+  box.append(el("p", "small", `${started} started · ${funnel.completed || 0} completed (${rate}%) · ${funnel.cancelled || 0} cancelled · ${funnel.expired || 0} expired · ${funnel.switched || 0} switched · ${funnel.handed_off || 0} handed off`));
   const top = Math.max(started, ...funnel.steps.map((s) => s.reached), 1);
   for (const step of funnel.steps) {
     const row = el("div", "funnel-row");
     row.dataset.step = step.step;
     const bar = el("div", "bar");
     bar.style.width = `${Math.max(2, (100 * step.reached) / top)}%`;
-    const left = ["cancelled", "expired", "switched", "restarted", "template_gone"].filter((k) => step[k]).map((k) => `${step[k]} ${k}`);
+    const left = ["cancelled", "expired", "switched", "restarted", "template_gone", "handed_off"].filter((k) => step[k]).map((k) => `${step[k]} ${k}`);
     row.append(el("span", "funnel-step", step.step), el("span", "track"), el("span", "funnel-count", String(step.reached)));
     row.querySelector(".track").append(bar);
     if (sim.state && sim.state.template === funnel.template && sim.state.step === step.step) row.classList.add("current");
