@@ -15,11 +15,16 @@ trap cleanup EXIT INT TERM
 
 "$BIN/gunicorn" "webhook:create_app()" --bind "127.0.0.1:$PORT" --workers 2 --threads 4 --access-logfile - &
 pids+=($!)
+METRICS_PORT="${PARLEY_WORKER_METRICS_PORT:-9808}"
 if [[ "${CELERY_BROKER_URL:-}" == redis* ]]; then
   # The production shape (docker-compose.yml): prefork for the engine, threads for sends.
-  "$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,maintenance &
+  # Two workers on one host: each serves its metrics on a port of its own (0: none).
+  SENDER_METRICS_PORT=$(( METRICS_PORT == 0 ? 0 : METRICS_PORT + 1 ))
+  PARLEY_WORKER_METRICS_PORT="$METRICS_PORT" \
+    "$BIN/celery" -A worker worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" -Q inbound,maintenance &
   pids+=($!)
-  "$BIN/celery" -A worker worker -n "sender@%h" --loglevel INFO --pool threads --concurrency "${SENDER_THREADS:-16}" -Q outbound &
+  PARLEY_WORKER_METRICS_PORT="$SENDER_METRICS_PORT" \
+    "$BIN/celery" -A worker worker -n "sender@%h" --loglevel INFO --pool threads --concurrency "${SENDER_THREADS:-16}" -Q outbound &
   pids+=($!)
 else
   # The embedded broker (SQLite) suits one worker process for every queue.
@@ -33,7 +38,7 @@ pids+=($!)
 # opens on worker_ready): a message sent before the worker has declared its queues on
 # the embedded broker can be refused with 503.
 ready() {
-  "$BIN/python" - "$PORT" "${PARLEY_WORKER_METRICS_PORT:-9808}" <<'PY'
+  "$BIN/python" - "$PORT" "$METRICS_PORT" <<'PY'
 import sys, urllib.request
 web, metrics = sys.argv[1], sys.argv[2]
 urls = [f"http://127.0.0.1:{web}/healthz"] + ([f"http://127.0.0.1:{metrics}/metrics"] if metrics != "0" else [])

@@ -2,14 +2,16 @@
 
 Built from the :class:`TemplateDef` the engine runs and from ``lint.transitions`` (the
 moves the engine can actually make), so a diagram can never drift from the flow. Output
-is Mermaid text or Graphviz DOT (pure Python); SVG and PNG come from Debian's ``dot``
-binary (``apt-get install graphviz``), which lays graphs out far better than anything
-worth hand-writing here.
+is Mermaid text, Graphviz DOT (pure Python), or a self-contained HTML page that lays the
+DOT out in the browser with Graphviz compiled to WebAssembly (nothing to install). SVG
+and PNG files come from Debian's ``dot`` binary when it is installed (``apt-get install
+graphviz``); it is an option, never a requirement.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import shutil
 import subprocess
 import textwrap
@@ -27,10 +29,15 @@ Format = Literal["svg", "png"]
 
 LINE = 42  # characters per label line: keeps boxes narrow enough to sit side by side
 HIGHLIGHT_FILL, HIGHLIGHT_STROKE = "#d9fdd3", "#008069"  # WhatsApp's own greens
+# Graphviz sizes boxes from its own table of this font's widths (it has one for DejaVu
+# Sans, and none for a list of fallbacks), so the page must draw the text in it; where
+# it is missing, the fallbacks are narrower, and text still fits its box.
+FONT = "DejaVu Sans"
+PAGE_FONTS = '"DejaVu Sans", Arial, Helvetica, sans-serif'
 
 
 class GraphvizMissing(RuntimeError):
-    """``dot`` is not installed; the message says how to get it."""
+    """``dot`` is not installed; the message names what works without it."""
 
 
 @dataclass(frozen=True)
@@ -251,9 +258,9 @@ def to_dot(graph: FlowGraph, highlight: str | None = None) -> str:
     """DOT source; each node's SVG ``id`` is its :attr:`Node.id`, the highlighted one has class ``current``."""
     out = [
         f"digraph {_dot_str(graph.template)} {{",
-        '  graph [rankdir=TB nodesep=0.35 ranksep=0.45 fontname="Helvetica,Arial,sans-serif" bgcolor="transparent"]',
-        '  node [fontname="Helvetica,Arial,sans-serif" fontsize=12 margin="0.12,0.06"]',
-        '  edge [fontname="Helvetica,Arial,sans-serif" fontsize=10 arrowsize=0.7]',
+        f'  graph [rankdir=TB nodesep=0.35 ranksep=0.45 fontname="{FONT}" bgcolor="transparent"]',
+        f'  node [fontname="{FONT}" fontsize=12 margin="0.12,0.06"]',
+        f'  edge [fontname="{FONT}" fontsize=10 arrowsize=0.7]',
     ]
     current = step_id(highlight) if highlight else None
     for n in graph.nodes:
@@ -276,7 +283,10 @@ def _run_dot(source: str, fmt: Format) -> bytes:
     # Cached: the simulator asks for the same diagram on every step change.
     binary = shutil.which("dot")
     if binary is None:
-        raise GraphvizMissing("Graphviz's `dot` is not installed (apt-get install graphviz); use --format mermaid")
+        raise GraphvizMissing(
+            "Graphviz's `dot` is not installed, so no svg or png; use --format html (drawn in any browser,"
+            " nothing to install), or apt-get install graphviz"
+        )
     done = subprocess.run([binary, f"-T{fmt}"], input=source.encode(), capture_output=True, timeout=20, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"dot failed: {done.stderr.decode(errors='replace').strip()[:300]}")
@@ -286,3 +296,45 @@ def _run_dot(source: str, fmt: Format) -> bytes:
 def render(graph: FlowGraph, fmt: Format, highlight: str | None = None) -> bytes:
     """SVG or PNG bytes drawn by ``dot``; raises GraphvizMissing when it is not installed."""
     return _run_dot(to_dot(graph, highlight), fmt)
+
+
+# --- HTML ------------------------------------------------------------------------
+
+
+def _inline(text: str) -> str:
+    # Inside <script> only "</script" ends the element early; "<\/" means the same in JS.
+    return text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
+
+
+def to_html(graph: FlowGraph, renderer_js: str, highlight: str | None = None) -> str:
+    """One HTML file that draws the diagram offline: ``renderer_js`` (the vendored
+    ``@viz-js/viz`` browser build) and the DOT source, both inline."""
+    title = html.escape(graph.template)
+    dot = json.dumps(to_dot(graph, highlight)).replace("<", "\\u003c")
+    step = f" · current step: {html.escape(highlight)}" if highlight else ""
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}: parley flow</title>
+<style>
+  body {{ margin: 16px; font-family: {PAGE_FONTS}; color: #111b21; background: #fff; }}
+  h1 {{ font-size: 18px; font-weight: 600; }}
+  #diagram svg text {{ font-family: {PAGE_FONTS}; }}
+  #diagram svg {{ max-width: 100%; height: auto; }}
+</style>
+<script>{_inline(renderer_js)}</script>
+</head>
+<body>
+<h1>{title}<small>{step}</small></h1>
+<div id="diagram">Drawing…</div>
+<script type="application/json" id="dot">{dot}</script>
+<script>
+  Viz.instance().then((viz) => {{
+    const dot = JSON.parse(document.getElementById("dot").textContent);
+    document.getElementById("diagram").replaceChildren(viz.renderSVGElement(dot));
+  }});
+</script>
+</body>
+</html>
+"""

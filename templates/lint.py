@@ -193,10 +193,17 @@ class _Linter:
             return
         other = self.template_of(target)
         if other is None:
-            self.error(name, step_name, field, f"{field} '{target}' is not a step of {name} nor a template")
+            message = f"{field} '{target}' is not a step of {name} nor a template{self.did_you_mean(t, target)}"
+            self.error(name, step_name, field, message)
         elif other in self.templates and not self.templates[other].is_active:
             message = f"{field} '{target}': template {other} is not active, switching to it would drop the customer"
             self.error(name, step_name, field, message)
+
+    def did_you_mean(self, t: TemplateDef, target: str) -> str:
+        """``; did you mean 'confirmation'?``: the closest step of ``t`` or template, if any is close."""
+        candidates = [*t.steps, *self.templates, *self.also_known]
+        guess = difflib.get_close_matches(target, candidates, n=1, cutoff=0.7)
+        return f"; did you mean '{guess[0]}'?" if guess else ""
 
     def step(self, name: str, t: TemplateDef, step_name: str) -> None:
         step = t.steps[step_name]

@@ -9,6 +9,7 @@ CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,27 @@ def engine_with_shipped_flows() -> Iterator[Engine]:
             ConversationService(session).upsert_templates(flows.values())
         yield engine
         engine.dispose()
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered first, so it runs last: after every stack's own cleanup has stopped it.
+    config.add_cleanup(lambda: _discard_stack_workdirs(config))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_FAILED] = session.testsfailed > 0 or exitstatus not in (0, 5)
+
+
+def _discard_stack_workdirs(config: pytest.Config) -> None:
+    """The e2e stacks' temp folders go; after a failure their logs stay, and say where."""
+    stack = sys.modules.get("tests.e2e.stack")
+    if stack is None:
+        return
+    for workdir in stack.discard_workdirs(keep_logs=config.stash.get(_FAILED, True)):
+        print(f"process logs kept in {workdir}", file=sys.stderr)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, current_app, jsonify, redirect, url_for
 from gunicorn.errors import AppImportError
 
 import settings as settings_module
@@ -82,7 +82,21 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
     _register_console(app, settings)
     metrics.init_app(app)
+    app.add_url_rule("/", "index", _index)
     return app
+
+
+# What ``/`` lists when there is no simulator to send a visitor to: paths only, never settings.
+_PARTS = {"sandbox": "/sandbox", "admin": "/admin/api/openapi.json", "inbox": "/console/inbox"}
+
+
+def _index() -> Response:
+    """``/``: the simulator when it is on (the first thing to open), else what this receiver serves."""
+    if "simulator" in current_app.blueprints:
+        return redirect(url_for("simulator.page"))
+    served = {"webhook": "/webhook", "health": "/healthz", "ready": "/readyz", "metrics": "/metrics"}
+    served |= {name: path for name, path in _PARTS.items() if name in current_app.blueprints}
+    return jsonify(service="parley", paths=served)
 
 
 def _register_console(app: Flask, settings: Settings) -> None:

@@ -291,7 +291,13 @@ def start_exporter(port: int, addr: str, broker_url: str, queues: Iterable[str])
         server, _thread = start_http_server(port, addr=addr, registry=_registry(broker_url, queues))
     except OSError as exc:
         # Another worker on this host holds the port: this one runs on, unscraped.
-        log.warning("worker metrics not served: %s:%d %s", addr, port, exc.__class__.__name__)
+        log.warning(
+            "worker metrics not served: %s:%d is taken (%s); give each worker on this host its own"
+            " PARLEY_WORKER_METRICS_PORT, or 0 for none",
+            addr,
+            port,
+            exc.__class__.__name__,
+        )
         return False
     _exporter["server"] = server
     log.info("worker metrics served", extra={"addr": addr, "port": port})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -256,8 +257,35 @@ class Stack:
         return requests.post(f"{self.base_url}/webhook", data=body, headers=h, timeout=10)
 
 
+# Every workdir made in this process: tests/conftest.py removes them when the session ends.
+WORKDIRS: list[Path] = []
+
+
 def new_workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="parley-e2e-"))
+    workdir = Path(tempfile.mkdtemp(prefix="parley-e2e-"))
+    WORKDIRS.append(workdir)
+    return workdir
+
+
+def discard_workdirs(keep_logs: bool) -> list[Path]:
+    """Remove the workdirs made so far (Redis data, metrics files, logs); with ``keep_logs``
+    leave each one's ``*.log`` files for a look after a failure. Returns the folders kept."""
+    kept = []
+    while WORKDIRS:
+        workdir = WORKDIRS.pop()
+        if not workdir.exists():
+            continue
+        logs = list(workdir.glob("*.log")) if keep_logs else []
+        if not logs:
+            shutil.rmtree(workdir, ignore_errors=True)
+            continue
+        for entry in workdir.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry not in logs:
+                entry.unlink(missing_ok=True)
+        kept.append(workdir)
+    return kept
 
 
 def require_redis_server() -> None:

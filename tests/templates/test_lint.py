@@ -74,7 +74,17 @@ def test_error_line_format() -> None:
 
 def test_unknown_target() -> None:
     t = flow("t", {"initial": {"next_step": "confirmaton"}, "confirmation": END})
-    assert "t.yaml: step initial: next_step 'confirmaton' is not a step of t nor a template" in lines(t)
+    assert (
+        "t.yaml: step initial: next_step 'confirmaton' is not a step of t nor a template; did you mean 'confirmation'?"
+    ) in lines(t)
+
+
+def test_did_you_mean_names_a_close_template_too_and_nothing_when_nothing_is_close() -> None:
+    t = flow("t", {"initial": {"next_steps": {"a": "supprot", "b": "zzz"}}, "done": END})
+    support = flow("support", {"initial": {"next_step": "done"}, "done": END})
+    messages = {e.field: e.message for e in lint(t, support)}
+    assert messages["next_steps.a"].endswith("nor a template; did you mean 'support'?")
+    assert messages["next_steps.b"] == "next_steps.b 'zzz' is not a step of t nor a template"
 
 
 def test_unknown_target_in_next_steps() -> None:

@@ -1,10 +1,12 @@
 """The vendored Graphviz-in-WebAssembly draws parley's DOT in a browser, with no ``dot``.
 
-``webhook/static/vendor/viz/viz-global.js`` is ``@viz-js/viz`` from the npm registry
+``webhook/console/static/vendor/viz/viz-global.js`` is ``@viz-js/viz`` from the npm registry
 (pinned below and in its README). The test takes the DOT the CLI prints for the coffee
 order (``templates graph new_order --format dot``), with every ``dot`` taken off PATH,
 and has Debian's chromium (driven by Playwright, as the simulator's browser test does)
-turn it into SVG with the vendored file alone. The screenshot stays in test-artifacts/.
+turn it into SVG with the vendored file alone; then it opens the file ``--format html``
+writes, offline. Every label must fit inside its box in the font the page draws with.
+The screenshots stay in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -19,34 +21,15 @@ from typing import Any
 
 import pytest
 
+from templates import diagrams
 from tests.support.services import service_missing
 from tests.support.stack import BIN, ROOT
+from tests.webhook.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TEXT_OVERFLOW_JS, path_without_dot
 
 VIZ_VERSION = "3.31.0"
-VIZ_DIR = ROOT / "webhook" / "static" / "vendor" / "viz"
+VIZ_DIR = ROOT / "webhook" / "console" / "static" / "vendor" / "viz"
 VIZ_JS = VIZ_DIR / "viz-global.js"
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-GRAPHVIZ_PROGRAMS = ("dot", "neato", "circo", "fdp", "sfdp", "twopi", "osage", "patchwork")
 HIGHLIGHT = "quantity"
-
-
-def path_without_dot(tmp: Path) -> str:
-    """PATH with each directory holding Graphviz replaced by a copy of links that leaves it out."""
-    parts = []
-    for n, entry in enumerate(os.environ["PATH"].split(os.pathsep)):
-        folder = Path(entry)
-        if not (folder / "dot").exists():
-            parts.append(entry)
-            continue
-        shadow = tmp / f"path{n}"
-        shadow.mkdir()
-        for program in folder.iterdir():
-            if program.name not in GRAPHVIZ_PROGRAMS:
-                (shadow / program.name).symlink_to(program)
-        parts.append(str(shadow))
-    return os.pathsep.join(parts)
 
 
 @pytest.fixture
@@ -78,13 +61,17 @@ def test_vendored_file_is_the_pinned_release() -> None:
     assert "Permission is hereby granted" in (VIZ_DIR / "LICENSE").read_text()
 
 
-def test_new_order_dot_renders_to_svg_without_graphviz(browser: Any, no_dot: str, tmp_path: Path) -> None:
+def graph(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``flask --app webhook templates graph new_order ...`` as a user runs it (PATH as set)."""
     env = {**os.environ, "PARLEY_ENV": "development", "DATABASE_URL": f"sqlite:///{tmp_path / 'unused.db'}"}
-    done = subprocess.run(
-        [str(BIN / "flask"), "--app", "webhook", "templates", "graph", "new_order", "--format", "dot",
-         "--highlight", HIGHLIGHT, "--dir", "templates"],
+    return subprocess.run(
+        [str(BIN / "flask"), "--app", "webhook", "templates", "graph", "new_order", "--dir", "templates", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def test_new_order_dot_renders_to_svg_without_graphviz(browser: Any, no_dot: str, tmp_path: Path) -> None:
+    done = graph(tmp_path, "--format", "dot", "--highlight", HIGHLIGHT)
     assert done.returncode == 0, done.stderr
     dot = done.stdout
     node_ids = re.findall(r'^  "([^"]+)" \[id=', dot, re.M)
@@ -118,6 +105,9 @@ def test_new_order_dot_renders_to_svg_without_graphviz(browser: Any, no_dot: str
         }""",
         dot,
     )
+    # As the simulator's page and the HTML file draw it: in the font the boxes were measured in.
+    page.add_style_tag(content=f"#diagram svg text {{ font-family: {diagrams.PAGE_FONTS}; }}")
+    fits = page.evaluate(TEXT_OVERFLOW_JS, page.locator("#diagram svg").element_handle())
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "diagram-new_order-wasm.png"), full_page=True)
     page.close()
@@ -130,3 +120,30 @@ def test_new_order_dot_renders_to_svg_without_graphviz(browser: Any, no_dot: str
     assert info["width"] > 100
     for step in ("initial", "quantity", "confirmation", "complete"):
         assert step in info["text"]
+    assert len(fits) == info["nodes"]
+    assert [f for f in fits if f["overflow"] > -2] == []  # every label inside its box, with room
+
+
+def test_html_file_from_the_cli_draws_offline_without_graphviz(browser: Any, no_dot: str, tmp_path: Path) -> None:
+    svg = graph(tmp_path, "--format", "svg")
+    assert svg.returncode == 1 and "--format html" in svg.stderr  # no dot: the error names what works
+    out = tmp_path / "new_order.html"
+    done = graph(tmp_path, "--format", "html", "--highlight", HIGHLIGHT, "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    context = browser.new_context(viewport={"width": 900, "height": 1400}, offline=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(out.as_uri())
+    current = page.locator("#diagram svg g.node.current")
+    current.wait_for()
+    assert current.get_attribute("id") == f"step_{HIGHLIGHT}"
+    fits = page.evaluate(TEXT_OVERFLOW_JS, page.locator("#diagram svg").element_handle())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "diagram-new_order-html.png"), full_page=True)
+    context.close()
+    assert errors == []
+    assert requested == [out.as_uri()]  # the file alone: nothing else fetched
+    assert len(fits) > 3 and [f for f in fits if f["overflow"] > -2] == []

@@ -12,12 +12,19 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+import templates as templates_package
+import webhook.console as console_package
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
 from conversation.template_status import not_approved
-from templates.loader import load_directory
+from templates.lint import LintError
+from templates.loader import lint_definitions, load_directory, load_file
 from templates.message_templates import load_catalogue
+
+SHIPPED = Path(templates_package.__file__).parent  # the flows that come with parley
+# The browser build of Graphviz the simulator draws with; `graph --format html` embeds it.
+VIZ_JS = Path(console_package.__file__).parent / "static" / "vendor" / "viz" / "viz-global.js"
 
 templates_cli = AppGroup("templates", help="Validate, load and inspect flow templates.")
 
@@ -28,29 +35,54 @@ def _load(directory: str) -> tuple[dict, list]:
 
 
 @templates_cli.command("validate")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
-    "--meta-status", is_flag=True, help="Also warn about message templates whose last status from Meta is not APPROVED."
+    "--meta-status",
+    is_flag=True,
+    help="Also warn about message templates (of the folders given) whose last status from Meta is not APPROVED.",
 )
-def validate_templates(directory: str, meta_status: bool) -> None:
-    """Check every flow in DIRECTORY; exit 1 on any error (one line per error)."""
-    templates, errors = _load(directory)
+def validate_templates(paths: tuple[str, ...], meta_status: bool) -> None:
+    """Check flow files and folders; exit 1 on any error (one line per error).
+
+    A folder is checked as one set; a single file is checked with the flows parley ships
+    (replacing the one of its name), so its switches to other flows resolve.
+    """
+    valid: set[str] = set()
+    errors: list[LintError] = []
+    for path in map(Path, paths):
+        templates, found = _load(str(path)) if path.is_dir() else _load_beside_shipped(path)
+        valid.update(templates)
+        errors.extend(found)
     for error in errors:
         click.echo(str(error), err=True)
     if errors:
-        click.echo(f"{len(errors)} error(s); no template in {directory} is valid until they are fixed.", err=True)
+        click.echo(f"{len(errors)} error(s); a flow with an error is not valid until it is fixed.", err=True)
         sys.exit(1)
-    click.echo(f"{len(templates)} template(s) OK: {', '.join(sorted(templates))}")
+    click.echo(f"{len(valid)} template(s) OK: {', '.join(sorted(valid))}")
     if meta_status:
-        for warning in unapproved_templates(Path(directory)):
+        folders = [Path(p) for p in paths if Path(p).is_dir()] or [SHIPPED]
+        for warning in unapproved_templates(folders):
             click.echo(f"warning: {warning}", err=True)
 
 
-def unapproved_templates(directory: Path) -> list[str]:
+def unapproved_templates(folders: list[Path]) -> list[str]:
     """The declared message templates Meta last reported as not approved (from the database)."""
-    declared = sorted(load_catalogue(directory).catalogue.templates)
+    declared = sorted({key for folder in folders for key in load_catalogue(folder).catalogue.templates})
     with session_scope() as session:
         return not_approved(session, declared)
+
+
+def _load_beside_shipped(file: Path) -> tuple[dict, list]:
+    """``file`` checked alone, then with the shipped flows for the rules that span flows."""
+    definition, errors = load_file(file)
+    if definition is None:
+        return {}, errors
+    shipped = load_directory(SHIPPED, actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS)
+    name = definition.template_name
+    defs = {**shipped.templates, name: definition}
+    sources = {**{n: str(p) for n, p in shipped.sources.items()}, name: str(file)}
+    errors = lint_definitions(defs, sources, ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
+    return ({name: definition} if not errors else {}), errors
 
 
 @templates_cli.command("load")
@@ -111,7 +143,12 @@ def delete_template(name: str) -> None:
 @templates_cli.command("graph")
 @click.argument("name")
 @click.option(
-    "--format", "fmt", type=click.Choice(["mermaid", "dot", "svg", "png"]), default="mermaid", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot", "html", "svg", "png"]),
+    default="mermaid",
+    show_default=True,
+    help="html: one file that draws itself in any browser, offline; svg and png need Graphviz's `dot`.",
 )
 @click.option("--highlight", default=None, help="A step to highlight.")
 @click.option(
@@ -125,7 +162,7 @@ def delete_template(name: str) -> None:
     help="Draw from flow files, not the database.",
 )
 def graph_template(name: str, fmt: str, highlight: str | None, output: str | None, directory: str | None) -> None:
-    """Draw NAME as a diagram; svg and png need Graphviz's `dot` (apt-get install graphviz)."""
+    """Draw NAME as a diagram (html needs nothing installed; svg and png need Graphviz's `dot`)."""
     from templates import diagrams
 
     if directory:
@@ -138,6 +175,8 @@ def graph_template(name: str, fmt: str, highlight: str | None, output: str | Non
     drawn = diagrams.build_graph(definitions[name], definitions.keys())
     if fmt in {"mermaid", "dot"}:
         data = (diagrams.to_mermaid if fmt == "mermaid" else diagrams.to_dot)(drawn, highlight).encode()
+    elif fmt == "html":
+        data = diagrams.to_html(drawn, VIZ_JS.read_text(encoding="utf-8"), highlight).encode()
     else:
         try:
             data = diagrams.render(drawn, "svg" if fmt == "svg" else "png", highlight)

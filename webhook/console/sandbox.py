@@ -290,6 +290,7 @@ JSON: <a href="{{ url_for('sandbox.list_messages') }}">/sandbox/messages</a></p>
 
 
 @bp.get("")
+@bp.get("/")  # both spellings of the page: the banner and people type either
 def page() -> str:
     with session_scope() as session:
         latest = session.scalars(select(SandboxMessage).order_by(SandboxMessage.id.desc()).limit(50)).all()

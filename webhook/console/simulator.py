@@ -16,6 +16,7 @@ import hmac
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -28,7 +29,7 @@ from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService, to_definition
 from settings import Settings
-from templates.diagrams import GraphvizMissing, build_graph, render, to_mermaid
+from templates.diagrams import GraphvizMissing, build_graph, render, to_dot, to_mermaid
 from webhook import simulator_enabled
 from webhook.console import replays
 from webhook.console.webhooks import (
@@ -46,6 +47,8 @@ bp = Blueprint(
     "simulator", __name__, url_prefix="/simulator", static_folder="static/simulator", static_url_path="/static"
 )
 
+# Third-party browser code kept in the repository (each folder has its README and licence).
+VENDOR = Path(__file__).parent / "static" / "vendor"
 REPLAY_BUDGET_SECONDS = 25.0  # under gunicorn's 30 s worker timeout
 WAIT_PER_PAYLOAD = 8.0
 
@@ -72,7 +75,7 @@ def _settings() -> Settings:
 def _authenticate() -> Response | None:
     settings = _settings()
     # The page and its static files hold no data; the API does.
-    if settings.simulator is not True or request.endpoint in {"simulator.page", "simulator.static"}:
+    if settings.simulator is not True or request.endpoint in {"simulator.page", "simulator.static", "simulator.vendor"}:
         return None
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     token = settings.admin_token or ""
@@ -93,6 +96,11 @@ def page() -> Response:
     response = send_from_directory(bp.static_folder or "", "index.html")
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.get("/vendor/<path:name>")
+def vendor(name: str) -> Response:
+    return send_from_directory(VENDOR, name)
 
 
 @bp.get("/api/config")
@@ -168,6 +176,7 @@ def thread() -> Response:
 
 @bp.get("/api/diagram/<template>")
 def diagram(template: str) -> Response | tuple[Response, int]:
+    """``format=dot`` (the page lays it out itself), ``mermaid``, or SVG when ``dot`` is installed."""
     highlight = request.args.get("highlight") or None
     with session_scope() as session:
         service = ConversationService(session)
@@ -175,6 +184,8 @@ def diagram(template: str) -> Response | tuple[Response, int]:
         if row is None:
             return jsonify(error=f"no template named {template}"), 404
         graph = build_graph(to_definition(row), [t.template_name for t in service.list_templates()])
+    if request.args.get("format") == "dot":  # what the page draws, in the browser
+        return Response(to_dot(graph, highlight), mimetype="text/vnd.graphviz", headers={"Cache-Control": "no-store"})
     if request.args.get("format") == "mermaid":
         return Response(to_mermaid(graph, highlight), mimetype="text/plain")
     try:

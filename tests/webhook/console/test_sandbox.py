@@ -238,6 +238,7 @@ def test_page_lists_messages_escaped_and_refreshes(client: FlaskClient) -> None:
     send(client, message(buttons("Yes <b>", "No")))
 
     resp = client.get("/sandbox")
+    assert client.get("/sandbox/").data == resp.data  # with or without the slash
 
     assert resp.status_code == 200
     html = resp.get_data(as_text=True)

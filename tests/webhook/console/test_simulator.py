@@ -331,14 +331,31 @@ def test_diagram_is_svg_with_the_step_highlighted(client: FlaskClient) -> None:
     assert client.get("/simulator/api/diagram/nope").status_code == 404
 
 
-def test_without_dot_the_diagram_answer_carries_the_mermaid_text(
+def test_without_dot_the_page_gets_dot_source_and_its_renderer(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(diagrams.shutil, "which", lambda _name: None)
     answer = client.get("/simulator/api/diagram/support?highlight=email")  # not rendered (cached) elsewhere
     assert answer.status_code == 503
-    assert "apt-get install graphviz" in answer.json["error"]
+    assert "--format html" in answer.json["error"]
     assert answer.json["mermaid"].startswith("flowchart TD")
+    dot = client.get("/simulator/api/diagram/new_order?format=dot&highlight=quantity")
+    assert dot.status_code == 200 and dot.mimetype == "text/vnd.graphviz"
+    assert '"step_quantity" [id="step_quantity" class="step current"' in dot.text
+    assert dot.text.startswith('digraph "new_order" {')
+    page = client.get("/simulator/").text
+    assert '<script src="vendor/viz/viz-global.js" defer></script>' in page
+    renderer = client.get("/simulator/vendor/viz/viz-global.js")
+    assert renderer.status_code == 200 and renderer.mimetype == "text/javascript"
+    assert b"Viz.js 3.31.0" in renderer.data[:100]
+    renderer.close()
+    assert client.get("/simulator/vendor/../simulator.py").status_code == 404
+
+
+def test_the_page_draws_text_in_the_font_graphviz_measured() -> None:
+    css = (ROOT / "webhook" / "console" / "static" / "simulator" / "app.css").read_text()
+    assert f".diagram svg text {{ font-family: {diagrams.PAGE_FONTS}; }}" in css
+    assert diagrams.PAGE_FONTS.startswith(f'"{diagrams.FONT}",')
 
 
 # --- replay ----------------------------------------------------------------------------------

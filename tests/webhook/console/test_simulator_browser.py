@@ -1,9 +1,11 @@
 """The simulator page in a real headless browser, over the real stack with the sandbox.
 
 gunicorn, two Celery workers, Beat and a private Redis (``tests/support/stack.py``) with no
-Meta token, so the bot's replies go to the receiver's own ``/sandbox``. Debian's
-chromium, driven by Playwright (``.ci/run`` installs it; Playwright's own browser
-download is never used). Screenshots land in ``test-artifacts/``.
+Meta token, so the bot's replies go to the receiver's own ``/sandbox``, and with
+Graphviz taken off their PATH, as on a machine that never installed it: the page draws
+the flow itself. Debian's chromium, driven by Playwright (``.ci/run`` installs it;
+Playwright's own browser download is never used). Screenshots land in
+``test-artifacts/``; ``simulator-confirmation.png`` is the one docs/simulator.png copies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +23,9 @@ import requests
 
 from tests.support.database import create_database, drop_database, migrate
 from tests.support.services import service_missing
-from tests.support.stack import ROOT, Stack, new_workdir, wait_until
+from tests.support.stack import Stack, new_workdir, wait_until
+from tests.webhook.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TEXT_OVERFLOW_JS, path_without_dot
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 _STACK = pytest.StashKey[Stack]()
 
 
@@ -53,7 +47,9 @@ def sandbox_stack(config: pytest.Config) -> Stack:
         drop_database(url)
 
     config.add_cleanup(stop)
-    stack.start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", path_without_dot(stack.workdir / "path"))  # its processes never find `dot`
+        stack.start()
     config.stash[_STACK] = stack
     return stack
 
@@ -145,6 +141,12 @@ def test_coffee_order_clicked_through(page: Any, sim_stack: Stack) -> None:
     expect(page.locator("#state .context").get_by_role("row", name="quantity 2", exact=True)).to_be_visible()
     expect(page.locator("#diagram g.node.current")).to_have_attribute("id", "step_confirmation")
     expect(page.locator("#diagram-name")).to_have_text("new_order")
+    # A picture, drawn in the page: every step a node, each label inside its box.
+    diagram = page.locator("#diagram > svg")
+    expect(diagram.locator("g.node")).to_have_count(7)  # start, 4 steps, main_menu, end
+    expect(diagram.locator("g.node.current")).to_have_count(1)
+    fits = page.evaluate(TEXT_OVERFLOW_JS, diagram.element_handle())
+    assert [f for f in fits if f["overflow"] > -2] == [], fits
     # The funnel comes from the admin API: every step of the flow, this run counted.
     expect(page.locator("#funnel .funnel-step")).to_have_text(["initial", "quantity", "confirmation", "complete"])
     expect(page.locator("#funnel .funnel-row.current .funnel-step")).to_have_text("confirmation")
@@ -177,17 +179,31 @@ def test_coffee_order_clicked_through(page: Any, sim_stack: Stack) -> None:
     assert len(mine) == 1 and ",coffee," in mine[0] and ",Coffee," in mine[0]
 
 
+def test_the_stack_has_no_graphviz(sim_stack: Stack) -> None:
+    # What the page draws above is the browser's own work: the receiver cannot run `dot`.
+    answer = requests.get(f"{sim_stack.base_url}/simulator/api/diagram/new_order", timeout=10)
+    assert answer.status_code == 503 and "--format html" in answer.json()["error"]
+
+
 def test_a_silent_pipeline_shows_waiting_for_reply(page: Any) -> None:
     from playwright.sync_api import expect
 
     # As if no worker ran: the page hears nothing back, whatever the stack does.
     page.route("**/simulator/api/replies*", lambda route: route.fulfill(json={"messages": []}))
-    page.goto(f"/simulator/?user={new_phone()}")
+    # The page's clock, not the wall's: the notice is due 5 s of page time after the send,
+    # however long the machine takes to get there.
+    page.clock.install(time=datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    phone = new_phone()
+    page.goto(f"/simulator/?user={phone}")
+    expect(page.locator("#chat-sub")).to_contain_text(phone)
+    page.clock.pause_at(datetime(2026, 1, 5, 10, 0, tzinfo=UTC))
     send(page, "hi")
     sent = page.locator(".bubble.out").last
     expect(sent).to_have_attribute("data-state", "queued")  # the receiver took it (200)
+    page.clock.fast_forward(4000)
     expect(page.locator("#waiting")).to_be_hidden()
-    expect(page.locator("#waiting")).to_contain_text("waiting for reply…", timeout=9000)
+    page.clock.fast_forward(2000)
+    expect(page.locator("#waiting")).to_have_text("waiting for reply… 6 s (is a worker running?)")
 
 
 def test_replay_of_an_example_recording_shows_the_conversation(page: Any) -> None:

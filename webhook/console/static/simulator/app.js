@@ -329,25 +329,38 @@ function renderState(conversation) {
 
 // --- diagram and funnel ------------------------------------------------------------------
 
+// Graphviz compiled to WebAssembly (vendor/viz, loaded by index.html) lays out the DOT the
+// server builds: nothing to install on the server, and the same picture everywhere.
+let vizReady = null;
+
 async function showDiagram(template, step) {
   const key = `${template}|${step || ""}`;
   if (key === sim.diagramKey) return;
   sim.diagramKey = key;
   $("diagram-name").textContent = template;
   const box = $("diagram");
-  const query = step ? `?highlight=${encodeURIComponent(step)}` : "";
-  const response = await api(`api/diagram/${encodeURIComponent(template)}${query}`);
+  const query = step ? `&highlight=${encodeURIComponent(step)}` : "";
+  const response = await api(`api/diagram/${encodeURIComponent(template)}?format=dot${query}`);
   if (key !== sim.diagramKey) return;
-  if (response.ok) {
-    const svg = new DOMParser().parseFromString(await response.text(), "image/svg+xml").documentElement;
-    box.replaceChildren(document.importNode(svg, true));
-    const current = step ? box.querySelector(`g.node#step_${CSS.escape(step)}`) : null;
-    if (current) current.scrollIntoView({ block: "nearest", inline: "nearest" });
-  } else {
+  if (!response.ok) {
     const body = await response.json().catch(() => ({}));
     box.replaceChildren(el("p", "muted", body.error || `diagram unavailable (${response.status})`));
-    if (body.mermaid) box.append(el("pre", "mermaid-text", body.mermaid));
+    return;
   }
+  const dot = await response.text();
+  let svg;
+  try {
+    vizReady = vizReady || Viz.instance();
+    svg = (await vizReady).renderSVGElement(dot);
+  } catch (err) {
+    vizReady = null; // a renderer that failed to start is tried afresh next time
+    if (key === sim.diagramKey) box.replaceChildren(el("p", "muted", "could not draw the diagram: " + err.message));
+    return;
+  }
+  if (key !== sim.diagramKey) return;
+  box.replaceChildren(svg);
+  const current = step ? box.querySelector(`g.node#step_${CSS.escape(step)}`) : null;
+  if (current) current.scrollIntoView({ block: "nearest", inline: "nearest" });
 }
 
 function adminToken() {
@@ -431,7 +444,15 @@ function randomDigits(n) {
   return out;
 }
 
+function setComposer(open) {
+  $("message").disabled = !open;
+  $("send").disabled = !open;
+}
+
 async function openUser(user, name) {
+  // Closed until the chat is loaded: a message typed sooner would have no customer, or
+  // land above the history that is still coming.
+  setComposer(false);
   sim.generation += 1;
   sim.user = user.replace(/[\s()+-]/g, "");
   sim.name = name || $("name").value || "Test User";
@@ -460,6 +481,7 @@ async function openUser(user, name) {
   } catch (err) {
     showBanner("Could not load the chat: " + err.message);
   }
+  if (generation === sim.generation) setComposer(true);
 }
 
 function showBanner(text) {
