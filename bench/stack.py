@@ -86,7 +86,7 @@ class BenchStack(Stack):
         self.start_redis()
         self.start_app("web", "webhook:create_app()", self.web_port)
         self.start_workers(self.workers)
-        self._spawn(
+        self.spawn(
             "beat",
             [str(BIN / "celery"), "-A", "celery_beat", "beat", "--schedule", str(self.workdir / "beat-schedule")],
         )
@@ -109,7 +109,7 @@ class BenchStack(Stack):
         ``env`` variables over the stack's); returns its port."""
         port = port or free_port()
         args = [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}", *GUNICORN_ARGS, *extra]
-        self._spawn(name, args, **(env or {}))
+        self.spawn(name, args, **(env or {}))
         self.apps[name] = port
         wait_until(lambda: self._port_up(port), 30, f"gunicorn {name}")
         return port
@@ -125,7 +125,7 @@ class BenchStack(Stack):
     def start_workers(self, specs: tuple[WorkerSpec, ...]) -> None:
         self.workers = specs
         for spec in specs:
-            self._spawn(f"worker-{spec.name}", spec.args())
+            self.spawn(f"worker-{spec.name}", spec.args())
 
     def stop_workers(self) -> None:
         for name in [n for n in self.procs if n.startswith("worker-")]:

@@ -91,6 +91,28 @@ def use_engine_options(**options: Any) -> None:
 
 
 @contextmanager
+def using_engine(engine: Engine | None = None) -> Iterator[None]:
+    """Sessions use ``engine`` inside the block; the process's engine and options are put
+    back when it ends (tests, tools). With no ``engine`` the block starts as a new process
+    does: the first session builds one from the settings and ``use_engine_options()``, and
+    that engine is disposed when the block ends."""
+    global _engine, _factory, _options
+    saved = _engine, _factory, _options
+    _options = {}
+    if engine is None:
+        _engine = _factory = None
+    else:
+        configure_engine(engine)
+    try:
+        yield
+    finally:
+        built = _engine if engine is None else None
+        _engine, _factory, _options = saved
+        if built is not None:
+            built.dispose()
+
+
+@contextmanager
 def session_scope() -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error, always close."""
     session = get_session_factory()()

@@ -45,6 +45,11 @@ class KeywordIndex:
         entry = self._exact.get(normalize(text))
         return entry.template if entry else None
 
+    def keywords_starting_with(self, word: str) -> list[str]:
+        """The keywords whose first word is ``word`` (normalized): the only ones ``search``
+        compares a message holding it with, so its cost follows the message, not the templates."""
+        return [entry.keyword for entry in self._by_first.get(word, ())]
+
     def search(self, text: str) -> str | None:
         """The template whose keyword appears in the message on word boundaries, if any."""
         tokens = normalize(text).split(" ")

@@ -112,7 +112,7 @@ def _refuse_unsafe_start(**_: object) -> None:
 
 @worker_init.connect
 @worker_process_init.connect
-def _worker_connections(**_: object) -> None:
+def configure_worker_connections(**_: object) -> None:
     # A forked child must not reuse the parent's pooled database connections (the engine
     # is rebuilt). No ping per checkout: that is a round trip per transaction, three per
     # message. After a Postgres restart the first statement on a dead connection fails as

@@ -213,7 +213,7 @@ class GraphClient:
         self.api_url = api_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         self._token = access_token
-        self._auth = _Bearer(access_token)
+        self.auth: AuthBase = _Bearer(access_token)  # what each request is signed with; its repr hides the token
         session = requests.Session()
         # Graph sets no cookies we need; refusing them keeps the session immutable.
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
@@ -291,7 +291,7 @@ class GraphClient:
         url = f"{self.api_url}/{phone_number_id}/messages"
         try:
             # No redirects: requests would replay a redirected POST as a GET.
-            resp = self._session.post(url, json=body, auth=self._auth, timeout=self.timeout, allow_redirects=False)
+            resp = self._session.post(url, json=body, auth=self.auth, timeout=self.timeout, allow_redirects=False)
         except requests.RequestException as exc:
             raise self._logged(self._transport_error(exc, who, secrets)) from exc
         try:

@@ -9,7 +9,7 @@ none), with the queue depth read from Redis on each scrape.
 
 ``prometheus_client`` picks single- or multi-process mode when it is first imported, and
 children inherit the parent's modules. So nothing here imports it at module level: the
-metrics are built on first use (``_metrics()``), after the directory is set. The receiver
+metrics are built on first use (``WORKER_METRICS``), after the directory is set. The receiver
 imports this module too (through ``worker.celery_app``) and never touches them.
 
 Names and meanings: docs/METRICS.md.
@@ -24,11 +24,11 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from celery.signals import (
     celeryd_init,
@@ -115,19 +115,30 @@ class _Metrics:
         )
 
 
-_instance: _Metrics | None = None
-_instance_lock = threading.Lock()
+T = TypeVar("T")
 
 
-def _metrics() -> _Metrics:
-    # Built once per process under a lock: a threads pool's first tasks arrive together,
-    # and a second registration raises DuplicateTimeseries (inside a send Graph accepted).
-    global _instance
-    if _instance is None:
-        with _instance_lock:
-            if _instance is None:
-                _instance = _Metrics()
-    return _instance
+class BuiltOnce(Generic[T]):
+    """``get()`` builds the value on first use and returns that one ever after, also when
+    several threads ask at once."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self.build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self.build()
+        return self._value
+
+
+# Built once per process under a lock: a threads pool's first tasks arrive together,
+# and a second registration raises DuplicateTimeseries (inside a send Graph accepted).
+WORKER_METRICS = BuiltOnce(_Metrics)
+_metrics = WORKER_METRICS.get
 
 
 def _type(message_type: str) -> str:

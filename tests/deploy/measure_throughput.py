@@ -70,14 +70,14 @@ def measure(concurrency: int, latency: float, n: int) -> dict[str, float]:
     stack = Stack(database_url=url, stub=stub, workdir=new_workdir())
     try:
         stack.start_redis()
-        stack._spawn("web", [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{stack.web_port}"])
+        stack.spawn("web", [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{stack.web_port}"])
         subprocess.run(
             [str(BIN / "flask"), "--app", "webhook", "templates", "load", "templates/"],
             env=stack.env(),
             check=True,
             capture_output=True,
         )
-        stack._spawn(
+        stack.spawn(
             "worker",
             [
                 *(str(BIN / "celery"), "-A", "worker", "worker", "-c", str(concurrency)),
@@ -91,7 +91,7 @@ def measure(concurrency: int, latency: float, n: int) -> dict[str, float]:
                 ),
             ],
         )
-        wait_until(stack._web_up, 30, "gunicorn")
+        wait_until(stack.web_up, 30, "gunicorn")
         users = ["1777" + str(uuid.uuid4().int)[:7] for _ in range(n)]
 
         def post(user: str) -> None:

@@ -155,7 +155,7 @@ def _answers(stack: Stack) -> bool:
 def test_plain_gunicorn_command_still_serves_metrics(stack: Stack) -> None:
     """DESIGN's ``gunicorn "webhook:create_app()"`` (no config file): per-process metrics."""
     port = free_port()
-    stack._spawn(
+    stack.spawn(
         "plain-web",
         [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
     )

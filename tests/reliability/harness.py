@@ -105,7 +105,7 @@ class ChaosStack(Stack):
             name = f"worker{n}"
             marks[name] = self.log_size(name)
             self.nodes[name] = node_name(f"chaos{n}")
-            self._spawn(name, worker_command(f"chaos{n}@%h", pool), **self.faults)
+            self.spawn(name, worker_command(f"chaos{n}@%h", pool), **self.faults)
         for name, mark in marks.items():
             wait_until(lambda n=name, m=mark: "ready" in self.log_since(n, m), 60, f"{name} ready")
 

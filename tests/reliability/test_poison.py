@@ -21,11 +21,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-import conversation.db as db_module
 import worker.inbound as inbound_module
 from conversation import outbox
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
-from conversation.db import configure_engine, make_engine, session_scope
+from conversation.db import make_engine, session_scope, using_engine
 from conversation.models import InboundMessage, OutboundMessage, utcnow
 from conversation.service import ConversationService
 from settings import load_settings
@@ -52,16 +51,14 @@ def engine() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def db(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def db(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """process_raw's session_scope() on this database, flows loaded; restored afterwards."""
-    monkeypatch.setattr(db_module, "_engine", None)
-    monkeypatch.setattr(db_module, "_factory", None)
-    configure_engine(engine)
-    with session_scope() as session:
-        loaded = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
-        ConversationService(session).upsert_templates(loaded.templates.values())
-    monkeypatch.setattr(inbound_module.time, "sleep", lambda _s: None)  # no pauses between tries
-    return engine
+    with using_engine(engine):
+        with session_scope() as session:
+            loaded = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
+            ConversationService(session).upsert_templates(loaded.templates.values())
+        monkeypatch.setattr(inbound_module.time, "sleep", lambda _s: None)  # no pauses between tries
+        yield engine
 
 
 def new_user() -> str:

@@ -115,14 +115,15 @@ class Stack:
             del env["WHATSAPP_ACCESS_TOKEN"], env["WHATSAPP_API_URL"]
         return env
 
-    def _spawn(self, name: str, args: list[str], **env: str) -> None:
+    def spawn(self, name: str, args: list[str], **env: str) -> None:
+        """Start ``args`` as this stack's process ``name`` (log in the workdir), on its env plus ``env``."""
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
         self.procs[name] = subprocess.Popen(
             args, cwd=ROOT, env={**self.env(), **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def start_redis(self) -> None:
-        self._spawn(
+        self.spawn(
             "redis",
             [
                 "redis-server",
@@ -137,7 +138,7 @@ class Stack:
                 "noeviction",
             ],
         )
-        wait_until(self._redis_up, 10, "private redis")
+        wait_until(self.redis_up, 10, "private redis")
 
     def _redis_persistence(self) -> list[str]:
         if not self.redis_aof:
@@ -146,7 +147,8 @@ class Stack:
         data.mkdir(exist_ok=True)
         return ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(data)]
 
-    def _redis_up(self) -> bool:
+    def redis_up(self) -> bool:
+        """The private redis-server answers PING."""
         try:
             with socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.2) as s:
                 s.sendall(b"PING\r\n")
@@ -166,14 +168,14 @@ class Stack:
             check=True,
             capture_output=True,
         )
-        self._spawn(
+        self.spawn(
             "web",
             [str(BIN / "gunicorn"), "webhook:create_app()", "--bind", f"127.0.0.1:{self.web_port}", *GUNICORN_ARGS],
         )
         for n in range(1, len(WORKER_POOLS) + 1):
             self.start_worker(n)
         self.start_beat("beat")
-        wait_until(self._web_up, 30, "gunicorn")
+        wait_until(self.web_up, 30, "gunicorn")
         self.wait_workers_consume(60)
 
     def probe_workers(self, timeout: float) -> dict[str, subprocess.CompletedProcess]:
@@ -208,7 +210,7 @@ class Stack:
     def start_worker(self, n: int) -> None:
         """Worker process ``worker{n}`` with the n-th pool of WORKER_POOLS (1-based)."""
         self.nodes[f"worker{n}"] = node_name(f"e2e{n}")
-        self._spawn(
+        self.spawn(
             f"worker{n}",
             worker_command(f"e2e{n}@%h", WORKER_POOLS[n - 1]),
             PARLEY_WORKER_METRICS_PORT=str(self.worker_metrics_ports[n - 1]),
@@ -217,11 +219,12 @@ class Stack:
     def start_beat(self, name: str) -> None:
         """A Beat process named ``name`` with a schedule file of its own."""
         schedule = str(self.workdir / f"{name}-schedule")
-        self._spawn(
+        self.spawn(
             name, [str(BIN / "celery"), "-A", "celery_beat", "beat", "--loglevel", "INFO", "--schedule", schedule]
         )
 
-    def _web_up(self) -> bool:
+    def web_up(self) -> bool:
+        """gunicorn answers /healthz with 200."""
         try:
             return requests.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
         except requests.RequestException:

@@ -64,7 +64,7 @@ def receiver(broker_url: str) -> Flask:
 
 @pytest.fixture
 def app(broker: Stack, point_celery_at: Any) -> Iterator[Flask]:
-    if not broker._redis_up():
+    if not broker.redis_up():
         broker.start_redis()
     point_celery_at(broker.broker_url)
     client = redis.Redis.from_url(broker.broker_url)

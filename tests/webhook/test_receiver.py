@@ -24,6 +24,7 @@ from flask.testing import FlaskClient
 
 import settings as settings_module
 from settings import Settings, load_settings
+from tests.worker.dispatch_helpers import celery_pointer
 from webhook import create_app
 from webhook.signature import sign
 from worker.dispatch import QueueUnavailable
@@ -305,22 +306,13 @@ def celery_on_closed_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Point the one Celery app at a closed port, then restore it (pools included)."""
     from worker.celery_app import app as celery
 
-    monkeypatch.setenv("CELERY_BROKER_URL", CLOSED_BROKER)
-    settings_module.get_settings.cache_clear()
     if importlib.util.find_spec("worker.tasks") is None:  # tasks.py not written yet
         fake = types.ModuleType("worker.tasks")
         fake.process_payload = celery.task(name="parley.inbound.process_payload")(lambda raw: None)  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "worker.tasks", fake)
-    saved = celery.conf.broker_url, celery._pool, celery.amqp._producer_pool
-    celery.conf.broker_url = CLOSED_BROKER
-    celery._pool = celery.amqp._producer_pool = None
-    try:
+    with celery_pointer(monkeypatch) as point:
+        point(CLOSED_BROKER)
         yield
-    finally:
-        if celery._pool is not None:
-            celery._pool.force_close_all()
-        celery.conf.broker_url, celery._pool, celery.amqp._producer_pool = saved
-        settings_module.get_settings.cache_clear()
 
 
 @pytest.mark.usefixtures("celery_on_closed_port")

@@ -16,8 +16,6 @@ def engine() -> Iterator[Engine]:
     """A fresh migrated Postgres database that ``session_scope()`` uses for this module."""
     with fresh_database() as url:
         eng = db.make_engine(url)
-        previous = (db._engine, db._factory)
-        db.configure_engine(eng)
-        yield eng
-        db._engine, db._factory = previous  # later tests get the engine they had
+        with db.using_engine(eng):  # later tests get the engine they had
+            yield eng
         eng.dispose()

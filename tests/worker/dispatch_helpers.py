@@ -32,25 +32,30 @@ def private_redis() -> Iterator[Stack]:
 
 @contextmanager
 def celery_pointer(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    """``point(url)`` puts the one Celery app (and settings) on ``url``; its pools are
-    restored when the block ends. worker.dispatch follows the app's broker URL by itself.
+    """``point(url)`` puts the one Celery app (and settings) on ``url``; monkeypatch puts
+    them back after the test. worker.dispatch follows the app's broker URL by itself.
+
+    Celery publishes through the producer pool it keeps on ``app.amqp``, made for the broker
+    URL of its first use: each ``point`` gives the app a new ``amqp`` (the original one comes
+    back with the rest), so the next publish makes a pool for ``url``. The app's connection
+    pool (``app.pool``) is taken on its own broker first and kept: the producer pool reads
+    only its size limit, and it must not outlive the test on another URL.
 
     The pools made meanwhile are left open: kombu keeps producer pools in a registry keyed
     by broker URL, and a later test on the same URL would get a closed one back."""
     from worker.celery_app import app as celery
 
-    saved = celery._pool, celery.amqp._producer_pool
+    assert celery.pool is not None  # made now, on the app's own broker URL
 
     def point(url: str) -> None:
         monkeypatch.setenv("CELERY_BROKER_URL", url)
         monkeypatch.setattr(celery.conf, "broker_url", url)
+        monkeypatch.delattr(celery, "amqp")  # a cached property: the next use makes a new one
         settings_module.get_settings.cache_clear()
-        celery._pool = celery.amqp._producer_pool = None
 
     try:
         yield point
     finally:
-        celery._pool, celery.amqp._producer_pool = saved
         settings_module.get_settings.cache_clear()
 
 

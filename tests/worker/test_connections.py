@@ -16,7 +16,7 @@ from conversation.models import InboundMessage
 from settings import get_settings
 from tests.support.database import ADMIN_URL, fresh_database
 from tests.support.webhooks import contact, message, webhook
-from worker.celery_app import _worker_connections
+from worker.celery_app import configure_worker_connections
 from worker.inbound import process_raw
 
 pytestmark = pytest.mark.postgres
@@ -26,15 +26,11 @@ pytestmark = pytest.mark.postgres
 def worker_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     """The engine a worker process builds, on a database of its own."""
     with fresh_database() as url:
-        monkeypatch.setattr(db, "_engine", None)
-        monkeypatch.setattr(db, "_factory", None)
-        monkeypatch.setattr(db, "_options", {})
         monkeypatch.setenv("DATABASE_URL", url)
         get_settings.cache_clear()
-        _worker_connections()
-        engine = db.get_engine()
-        yield engine
-        engine.dispose()
+        with db.using_engine():  # as a new process: no engine yet, default options; disposed after
+            configure_worker_connections()
+            yield db.get_engine()
         get_settings.cache_clear()
 
 
@@ -52,7 +48,14 @@ def kill_backends(database: str) -> None:
 
 
 def test_worker_engines_do_not_ping_on_checkout(worker_engine: Engine) -> None:
-    assert worker_engine.pool._pre_ping is False
+    with worker_engine.connect() as conn:  # one pooled connection
+        conn.execute(text("SELECT 1"))
+    kill_backends(worker_engine.url.database)
+    # A ping on checkout would find the dead connection and replace it unseen; without one
+    # the first statement on it fails, as a transient error.
+    with pytest.raises(Exception) as failure, worker_engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    assert is_transient(failure.value)
 
 
 def test_a_connection_killed_under_the_pool_costs_one_transient_failure_then_works(worker_engine: Engine) -> None:

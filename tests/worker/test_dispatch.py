@@ -54,7 +54,7 @@ def broker() -> Iterator[Stack]:
 @pytest.fixture
 def queue(broker: Stack, point_celery_at: Any) -> Iterator[redis.Redis]:
     """The Celery app on the private Redis, its queues empty; a client to look inside."""
-    if not broker._redis_up():
+    if not broker.redis_up():
         broker.start_redis()
     point_celery_at(broker.broker_url)
     client = redis.Redis.from_url(broker.broker_url, socket_timeout=5)

@@ -226,7 +226,7 @@ def test_token_and_number_never_leak(stub: GraphStub, client: GraphClient, caplo
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "graph send failed" in logged
     assert TOKEN not in logged and "15550002222" not in logged
-    assert TOKEN not in repr(client) and TOKEN not in repr(client._auth)
+    assert TOKEN not in repr(client) and TOKEN not in repr(client.auth)
 
 
 def test_graph_error_survives_pickling() -> None:

@@ -30,11 +30,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def flows_engine() -> Iterator[Engine]:
-    previous = (db._engine, db._factory)
-    with engine_with_shipped_flows() as engine:
-        db.configure_engine(engine)
+    with engine_with_shipped_flows() as engine, db.using_engine(engine):
         yield engine
-    db._engine, db._factory = previous
 
 
 def say(phone: str, **said: Any) -> list[str]:

@@ -107,11 +107,9 @@ def engine() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def in_process_app(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Flask:
-    monkeypatch.setattr(db, "_engine", db._engine)  # restored after the test
-    monkeypatch.setattr(db, "_factory", db._factory)
-    db.configure_engine(engine)
-    return create_app({"SETTINGS": load_settings({"PARLEY_ENV": "test"}), "ENQUEUE": lambda _raw: None})
+def in_process_app(engine: Engine) -> Iterator[Flask]:
+    with db.using_engine(engine):  # the process's engine is back after the test
+        yield create_app({"SETTINGS": load_settings({"PARLEY_ENV": "test"}), "ENQUEUE": lambda _raw: None})
 
 
 def rows(engine: Engine, model: Any, user: str) -> list[Any]:

@@ -31,14 +31,11 @@ BSUID = "US.13491208655302741918"
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # monkeypatch snapshots the module's engine so it is put back after the test.
-    monkeypatch.setattr(db, "_engine", db._engine)
-    monkeypatch.setattr(db, "_factory", db._factory)
+def store(tmp_path: Path) -> Iterator[None]:
     engine = db.make_engine(f"sqlite:///{tmp_path / 'sandbox.sqlite3'}")
     Base.metadata.create_all(engine)
-    db.configure_engine(engine)
-    yield
+    with db.using_engine(engine):  # the process's engine is back after the test
+        yield
     engine.dispose()
 
 

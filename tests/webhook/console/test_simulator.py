@@ -77,11 +77,9 @@ def engine() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def store(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    # monkeypatch snapshots the process-wide engine so it is put back after the test.
-    monkeypatch.setattr(db, "_engine", db._engine)
-    monkeypatch.setattr(db, "_factory", db._factory)
-    db.configure_engine(engine)
+def store(engine: Engine) -> Iterator[None]:
+    with db.using_engine(engine):  # the process-wide engine is back after the test
+        yield
 
 
 @pytest.fixture
