@@ -1,7 +1,8 @@
 """The periodic schedule. Run exactly one: ``celery -A celery_beat beat``.
 
 Every job is safe if two Beat processes run by mistake (batched deletes skip locked
-rows; the sweep's hand-offs are serialized per customer by the sender lease).
+rows; the sweep's hand-offs are serialized per customer by the sender lease; a reminder is
+cleared under the customer's locks in the transaction that queues it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ app.conf.beat_schedule = {
     },
     "sweep-outbox": {
         "task": "parley.maintenance.sweep_outbox",
+        "schedule": float(settings.sweep_interval_seconds),
+    },
+    "send-reminders": {
+        "task": "parley.maintenance.send_reminders",
         "schedule": float(settings.sweep_interval_seconds),
     },
     "prune-logs": {

@@ -37,10 +37,11 @@ import logging
 from flask import Flask, request
 
 from conversation.db import session_scope, use_engine_options
+from conversation.engine_settings import engine_config
 from conversation.logs import configure_logging
 from conversation.outbox import apply_status
 from conversation.payload import parse_payload
-from conversation.turn import engine_config, process_event
+from conversation.turn import process_event
 from settings import get_settings
 from webhook.signature import verify
 from worker.graph_api import GraphClient

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from typing import Any
 
 import requests
@@ -18,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from conversation.models import Order
 from conversation.state import ActionCall, ActionFailed
+from conversation.texts.catalogue import Catalogue, Catalogues, shipped_catalogues
 from templates.schema import HttpAction
 
 log = logging.getLogger(__name__)
 
-PythonAction = Callable[[Session, ActionCall], Mapping[str, Any]]
+PythonAction = Callable[[Session, ActionCall, Catalogue], Mapping[str, Any]]
 
 # name → context keys the action sets. The flow linter uses this to check placeholders.
 ACTION_PROVIDES: dict[str, frozenset[str]] = {
@@ -34,7 +36,7 @@ ACTION_PROVIDES: dict[str, frozenset[str]] = {
 GLOBAL_PLACEHOLDERS: frozenset[str] = frozenset({"profile_name"})
 
 
-def place_order(session: Session, call: ActionCall) -> Mapping[str, Any]:
+def place_order(session: Session, call: ActionCall, _texts: Catalogue) -> Mapping[str, Any]:
     items = {k: v for k, v in call.context.items() if not k.startswith("_")}
     order = Order(user_key=call.user_key, items=items)
     session.add(order)
@@ -42,23 +44,24 @@ def place_order(session: Session, call: ActionCall) -> Mapping[str, Any]:
     return {"order_id": order.number}
 
 
-def lookup_order(session: Session, call: ActionCall) -> Mapping[str, Any]:
+def lookup_order(session: Session, call: ActionCall, texts: Catalogue) -> Mapping[str, Any]:
     raw = str(call.context.get("order_number", ""))
     digits = re.sub(r"\D", "", raw)
     order = session.get(Order, int(digits)) if digits and len(digits) <= 18 else None
     # Customers may only see their own orders.
     if order is None or order.user_key != call.user_key:
-        return {"order_status": "we could not find that order. Please check the number."}
-    placed = order.created_at.strftime("%d %b %Y %H:%M UTC")
-    return {"order_status": f"received on {placed}, being prepared."}
+        return {"order_status": texts.text("actions.order_not_found")}
+    placed = order.created_at.astimezone(UTC)
+    status = texts.text("actions.order_received", day=placed.date(), time=placed.strftime("%H:%M"))
+    return {"order_status": status}
 
 
-def recent_orders(session: Session, call: ActionCall) -> Mapping[str, Any]:
+def recent_orders(session: Session, call: ActionCall, texts: Catalogue) -> Mapping[str, Any]:
     rows = session.scalars(
         select(Order).where(Order.user_key == call.user_key).order_by(Order.id.desc()).limit(5)
     ).all()
     if not rows:
-        return {"orders_summary": "You have no orders yet. Send *order* to place one."}
+        return {"orders_summary": texts.text("actions.no_orders")}
     lines = [
         f"{o.number}: {o.items.get('quantity', '?')} x {o.items.get('product_title', o.items.get('product', '?'))}"
         for o in rows
@@ -77,9 +80,12 @@ assert set(REGISTRY) == set(ACTION_PROVIDES), "every registered action declares 
 class Actions:
     """The ``ActionRunner`` the engine gets: Python actions on ``session``, HTTP actions via ``http``."""
 
-    def __init__(self, session: Session, http: requests.Session | None = None) -> None:
+    def __init__(
+        self, session: Session, http: requests.Session | None = None, catalogues: Catalogues | None = None
+    ) -> None:
         self.session = session
         self.http = http or requests.Session()
+        self.catalogues = catalogues or shipped_catalogues()  # what the actions say, per language
 
     def run(self, action: str | HttpAction, call: ActionCall) -> Mapping[str, Any]:
         if isinstance(action, HttpAction):
@@ -89,7 +95,7 @@ class Actions:
             raise ActionFailed(f"no action named {action!r} is registered")
         # A savepoint keeps a failing action's partial writes out of the step's transaction.
         with self.session.begin_nested():
-            return func(self.session, call)
+            return func(self.session, call, self.catalogues.get(call.language))
 
     def _http(self, action: HttpAction, call: ActionCall) -> Mapping[str, Any]:
         payload = {"template": call.template, "step": call.step, "user": call.user_key, "context": dict(call.context)}

@@ -98,7 +98,7 @@ def way_out_message(texts: Texts) -> dict[str, Any]:
 
 def current_menu(templates: TemplateSet, conv: Conversation, profile_name: str | None = None) -> list[dict]:
     """What the customer was last asked, as WhatsApp content (for ``get_current_menu``)."""
-    template = templates.get(conv.template)
+    template = templates.get(conv.template, conv.language)
     if template is None or conv.step not in template.steps:
         return []
     return step_messages(template, conv.step, {"profile_name": profile_name or "there", **conv.context})

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from conversation import handoff_routes
+from conversation import consent_route, handoff_routes
 from conversation.events import InboundEvent
 from conversation.kind_routes import (
     edit_or_record,
@@ -44,6 +44,7 @@ from conversation.state import (
     TemplateSet,
 )
 from conversation.steps import INVALID_KEY, Run, answer, send_step, start
+from conversation.voice import conversation_language
 from templates.normalize import normalize
 from templates.schema import RESERVED_PREFIX, TemplateDef
 
@@ -59,7 +60,9 @@ def handle(
     actions: ActionRunner,
 ) -> StepResult:
     """Advance one customer by one inbound message. Never raises for customer input."""
-    return _route(Run(templates, state, event, now, config, actions, conv=state.conversation))
+    conv = state.conversation
+    language = conv.language if conv is not None else state.language
+    return _route(Run(templates, state, event, now, config, actions, conv=conv, language=language))
 
 
 # --- rules: facts about the message and the live conversation -----------------------
@@ -89,8 +92,7 @@ def _no_conversation(run: Run) -> bool:
 
 
 def _cancel_word(run: Run) -> bool:
-    words = {normalize(w) for w in run.config.cancel_words}
-    return run.event.kind == "text" and normalize(run.event.text or "") in words
+    return run.event.kind == "text" and normalize(run.event.text or "") in run.voice.cancel_words
 
 
 def _exact_keyword(run: Run) -> bool:
@@ -148,12 +150,13 @@ def _start_or_fall_back(run: Run) -> StepResult:
     if event.kind == "choice" and event.choice_id:
         candidates.append(event.choice_id)
     for text in candidates:
-        name = run.templates.keywords.search(text)
-        if name is not None:
-            return start(run, name, Outcome.STARTED)
+        match = run.templates.keywords.search_match(text)
+        if match is not None:
+            run.language = conversation_language(run.config, match.language)
+            return start(run, match.template, Outcome.STARTED)
     last = run.state.last_fallback_at
     if last is None or run.now - last >= run.config.fallback_period:
-        run.say(run.config.fallback_text)
+        run.say(run.voice.fallback)
         run.effects.append(FallbackSent())
         return run.result(None, Outcome.FALLBACK)
     return run.result(None, Outcome.IGNORED)
@@ -170,7 +173,8 @@ def _restart(run: Run) -> StepResult:
     conv, _ = _live(run)
     assert run.keyword is not None
     run.end(conv, EndReason.RESTARTED)
-    return start(run, run.keyword, Outcome.RESTARTED)
+    run.language = conversation_language(run.config, run.keyword.language)  # a keyword sets the language
+    return start(run, run.keyword.template, Outcome.RESTARTED)
 
 
 def _answer_step(run: Run) -> StepResult:
@@ -192,6 +196,7 @@ ROUTES: tuple[Route, ...] = (
     Route("reaction", _reaction, _record_reaction),  # recorded by the caller, never answered
     Route("event", is_event, record_event),  # the kinds table's events: recorded, never answered
     Route("flow gone", _flow_gone, _end_gone_flow),
+    Route("opt-out/opt-in word", consent_route.is_consent_word, consent_route.change_consent),  # even handed off
     Route("handed off", handoff_routes.handed_off, handoff_routes.keep_for_person),  # the bot is paused
     Route(
         "edit", is_edit, edit_or_record

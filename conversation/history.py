@@ -67,7 +67,7 @@ def _reply(
     status: str | None = None,
     error: str | None = None,
 ) -> dict[str, Any]:
-    content = {k: v for k, v in body.items() if k in {"type", "text", "interactive"}}
+    content = {k: v for k, v in body.items() if k in {"type", "text", "interactive", "template"}}
     out: dict[str, Any] = {"id": id_, "dir": "out", "kind": kind, "wamid": wamid, "at": at.isoformat()}
     if kind == "mark_read":
         out["read"] = body.get("message_id")
@@ -142,6 +142,7 @@ def conversation_state(session: Session, user: str, now: datetime) -> dict[str, 
         "expires_at": row.expires_at.isoformat(),
         "last_interaction": row.last_interaction.isoformat(),
         "live": row.expires_at > now,
+        "language": row.language,
     }
 
 

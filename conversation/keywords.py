@@ -20,21 +20,30 @@ class _Entry:
     keyword: str
     template: str
     priority: int
+    language: str | None = None  # the keyword's language; None: the deployment's default
 
     def rank(self) -> tuple[int, int, str]:
         return (-len(self.keyword), -self.priority, self.template)
 
 
+@dataclass(frozen=True)
+class Match:
+    """A keyword's template and the language the keyword is in (None: the default)."""
+
+    template: str
+    language: str | None
+
+
 class KeywordIndex:
-    def __init__(self, keywords: Iterable[tuple[str, str, int]]) -> None:
-        """``keywords``: (keyword, template name, priority) of active templates."""
+    def __init__(self, keywords: Iterable[tuple[str, str, int] | tuple[str, str, int, str | None]]) -> None:
+        """``keywords``: (keyword, template name, priority[, language]) of active templates."""
         self._by_first: dict[str, list[_Entry]] = {}
         self._exact: dict[str, _Entry] = {}
-        for keyword, template, priority in keywords:
+        for keyword, template, priority, *language in keywords:
             norm = normalize(keyword)
             if not norm:
                 continue
-            entry = _Entry(tuple(norm.split(" ")), norm, template, priority)
+            entry = _Entry(tuple(norm.split(" ")), norm, template, priority, language[0] if language else None)
             self._by_first.setdefault(entry.tokens[0], []).append(entry)
             best = self._exact.get(norm)
             if best is None or entry.rank() < best.rank():
@@ -42,8 +51,8 @@ class KeywordIndex:
 
     def exact(self, text: str) -> str | None:
         """The template whose keyword is the whole message, if any."""
-        entry = self._exact.get(normalize(text))
-        return entry.template if entry else None
+        match = self.exact_match(text)
+        return match.template if match else None
 
     def keywords_starting_with(self, word: str) -> list[str]:
         """The keywords whose first word is ``word`` (normalized): the only ones ``search``
@@ -52,6 +61,16 @@ class KeywordIndex:
 
     def search(self, text: str) -> str | None:
         """The template whose keyword appears in the message on word boundaries, if any."""
+        match = self.search_match(text)
+        return match.template if match else None
+
+    def exact_match(self, text: str) -> Match | None:
+        """The template and language of the keyword that is the whole message, if any."""
+        entry = self._exact.get(normalize(text))
+        return Match(entry.template, entry.language) if entry else None
+
+    def search_match(self, text: str) -> Match | None:
+        """The template and language of the best keyword on word boundaries in the message."""
         tokens = normalize(text).split(" ")
         best: _Entry | None = None
         for i, token in enumerate(tokens):
@@ -59,4 +78,4 @@ class KeywordIndex:
                 n = len(entry.tokens)
                 if tuple(tokens[i : i + n]) == entry.tokens and (best is None or entry.rank() < best.rank()):
                     best = entry
-        return best.template if best else None
+        return Match(best.template, best.language) if best else None

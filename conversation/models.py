@@ -102,7 +102,16 @@ class ConversationState(Base):
     """A customer's live conversation. At most one per user, enforced by ``user_key``."""
 
     __tablename__ = "conversation_state"
-    __table_args__ = (Index("ix_conversation_state_expires_at", "expires_at"),)
+    __table_args__ = (
+        Index("ix_conversation_state_expires_at", "expires_at"),
+        # The reminder sweep's only question; most conversations wait for no reminder.
+        Index(
+            "ix_conversation_state_remind_at",
+            "remind_at",
+            postgresql_where=text("remind_at IS NOT NULL"),
+            sqlite_where=text("remind_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # BSUID when known, else the phone number: the identity a conversation belongs to.
@@ -114,6 +123,10 @@ class ConversationState(Base):
     context: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     last_interaction: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When the current step's reminder is due (its remind_after); None: none is, or it went.
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The customer's language in this conversation (a code like pt_BR); None: the default.
+    language: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -141,6 +154,8 @@ class Contact(Base):
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Set and cleared by the customer's "Stop promotions" / resume in WhatsApp (user_preferences).
     marketing_opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The language of their last conversation: a fallback without one speaks it.
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class InboundMessage(Base):
@@ -219,6 +234,7 @@ class Submission(Base):
     phone_number: Mapped[str | None] = mapped_column(String(32))
     user_id: Mapped[str | None] = mapped_column(String(160))
     answers: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    language: Mapped[str | None] = mapped_column(String(16))  # the customer's, when they answered
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

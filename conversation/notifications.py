@@ -22,13 +22,11 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
-from conversation import template_status, window
+from conversation import template_status, turn, window
 from conversation.models import Contact, OutboundMessage
 from conversation.template_messages import template_content, text_content
 from templates.message_templates import Catalogue
 
-MAX_KEY = 200
-MAX_TEXT = 4096
 BSUID = re.compile(r"^[A-Z]{2}\.(ENT\.)?[A-Za-z0-9]{1,128}$")
 _PHONE_PUNCTUATION = re.compile(r"[\s().+-]")
 _PHONE = re.compile(r"^\d{5,15}$")
@@ -88,40 +86,6 @@ class Created:
     created: bool  # False: the key named an existing notification, nothing new was queued
 
 
-def parse_request(data: Any) -> NotificationRequest:
-    """A request from its JSON shape (DESIGN.md); Invalid names the first field at fault."""
-    if not isinstance(data, dict):
-        raise Invalid("the body must be a JSON object", "(body)")
-    unknown = sorted(set(data) - {"to", "idempotency_key", "template", "text", "phone_number_id"})
-    if unknown:
-        raise Invalid(f"unknown field {unknown[0]!r}", unknown[0])
-    for name in ("to", "idempotency_key"):
-        if not isinstance(data.get(name), str) or not data[name].strip():
-            raise Invalid("is required (a non-empty string)", name)
-    if len(data["idempotency_key"]) > MAX_KEY:
-        raise Invalid(f"at most {MAX_KEY} characters", "idempotency_key")
-    number = data.get("phone_number_id")
-    if number is not None and (not isinstance(number, str) or not number.strip() or len(number) > 64):
-        raise Invalid("must be the business number's id, a non-empty string", "phone_number_id")
-    if ("template" in data) == ("text" in data):
-        raise Invalid("give either template or text", "template")
-    if "text" in data:
-        body = data["text"]
-        if not isinstance(body, str) or not body.strip():
-            raise Invalid("is required (a non-empty string)", "text")
-        if len(body) > MAX_TEXT:
-            raise Invalid(f"at most {MAX_TEXT} characters (WhatsApp limit for a text message)", "text")
-        return NotificationRequest(data["to"].strip(), data["idempotency_key"], text=body, phone_number_id=number)
-    spec = data["template"]
-    if not isinstance(spec, dict):
-        raise Invalid("must be an object {name, language, parameters}", "template")
-    extra = sorted(set(spec) - {"name", "language", "parameters"})
-    if extra:
-        raise Invalid(f"unknown field {extra[0]!r}", f"template.{extra[0]}")
-    call = TemplateRequest(spec.get("name"), spec.get("language"), spec.get("parameters", []))  # type: ignore[arg-type]
-    return NotificationRequest(data["to"].strip(), data["idempotency_key"], template=call, phone_number_id=number)
-
-
 @dataclass(frozen=True)
 class Recipient:
     user_key: str
@@ -155,13 +119,8 @@ def resolve(session: Session, to: str) -> Recipient:
     return Recipient(user_id or phone or to, phone, user_id)
 
 
-# Text statements for the reason of conversation/turn_statements.py's: a dialect insert with
-# ON CONFLICT is compiled again on every call. Both run on Postgres and SQLite.
-_LOCK_CONTACT = text(
-    "INSERT INTO contacts (user_key, phone_number, user_id, pair_limit_hits) VALUES (:k, :phone, :user_id, 0)"
-    " ON CONFLICT (user_key) DO UPDATE SET phone_number = coalesce(contacts.phone_number, excluded.phone_number)"
-    " RETURNING opted_out_at"
-).columns(Contact.opted_out_at)
+# Text for the reason of conversation/turn_statements.py's: a dialect insert with ON
+# CONFLICT is compiled again on every call. It runs on Postgres and SQLite.
 _INSERT = (
     text(
         "INSERT INTO outbound_messages (user_key, phone_number_id, to_phone, to_user_id, kind, content, status,"
@@ -231,7 +190,7 @@ def _queue(
     conn = session.connection()
     params = {"k": recipient.user_key, "phone": recipient.phone, "user_id": recipient.user_id}
     # The lock first: an opt-out or a reply being written for this customer commits before we look.
-    opted_out_at = conn.execute(_LOCK_CONTACT, params).scalar()
+    opted_out_at = turn.lock_recipient(session, recipient.user_key, recipient.phone, recipient.user_id)
     if opted_out_at is not None:
         raise OptedOut(f"the customer opted out of notifications on {opted_out_at.isoformat()}", "to")
     number = request.phone_number_id or _last_number(session, recipient.user_key) or default_phone_number_id

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from conversation import event_outbox
 from conversation.events import StatusEvent
-from conversation.models import Contact, InboundMessage, OutboundMessage, SandboxMessage, utcnow
+from conversation.models import Contact, CustomerWindow, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 
 LEASE = timedelta(seconds=60)
 OPEN = ("pending", "sending")
@@ -62,6 +62,7 @@ class Job:
     attempts: int
     inbound_wamid: str | None = None  # the customer message it answers: logs' correlation id
     created_at: datetime | None = None  # reply latency is measured from here
+    last_inbound_at: datetime | None = None  # the customer's last message to this number: their window
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,13 @@ _JOB_COLUMNS = (
     OutboundMessage.inbound_wamid,
     OutboundMessage.created_at,
     OutboundMessage.next_attempt_at,
+    select(CustomerWindow.last_inbound_at)
+    .where(
+        CustomerWindow.user_key == OutboundMessage.user_key,
+        CustomerWindow.phone_number_id == OutboundMessage.phone_number_id,
+    )
+    .scalar_subquery()
+    .label("last_inbound_at"),
 )
 
 
@@ -157,7 +165,8 @@ def take(session: Session, user_key: str, now: datetime) -> list[Job] | Wait | N
         if row.next_attempt_at is not None and row.next_attempt_at > now:
             break
         batch.append(Job(row.id, row.kind, row.phone_number_id, row.to_phone, row.to_user_id,
-                         dict(row.content), row.attempts + 1, row.inbound_wamid, row.created_at))  # fmt: skip
+                         dict(row.content), row.attempts + 1, row.inbound_wamid, row.created_at,
+                         row.last_inbound_at))  # fmt: skip
         if row.kind == "message":
             break
     if not batch:
@@ -262,12 +271,24 @@ def users_to_sweep(session: Session, now: datetime, grace: timedelta, limit: int
     return list(session.scalars(stmt))
 
 
+# A notification's row is its idempotency key: a client retrying days later (after an
+# outage, from a queue of its own) must find it, not send again. Kept at least this long
+# whatever the retention, beyond Meta's own webhook retries of up to 7 days.
+KEEP_IDEMPOTENCY_KEYS = timedelta(days=8)
+
+
 def prune(session: Session, older_than: datetime) -> dict[str, int]:
-    """Drop message logs past retention; open outbox rows are never pruned."""
+    """Drop message logs past retention; open outbox rows are never pruned, keyed ones
+    (notifications) not before KEEP_IDEMPOTENCY_KEYS."""
     counts = {}
     counts["inbound"] = session.execute(delete(InboundMessage).where(InboundMessage.received_at < older_than)).rowcount
+    keys_until = min(older_than, utcnow() - KEEP_IDEMPOTENCY_KEYS)
     counts["outbound"] = session.execute(
-        delete(OutboundMessage).where(OutboundMessage.created_at < older_than, OutboundMessage.status.in_(FINAL))
+        delete(OutboundMessage).where(
+            OutboundMessage.created_at < older_than,
+            OutboundMessage.status.in_(FINAL),
+            or_(OutboundMessage.idempotency_key.is_(None), OutboundMessage.created_at < keys_until),
+        )
     ).rowcount
     counts["sandbox"] = session.execute(delete(SandboxMessage).where(SandboxMessage.created_at < older_than)).rowcount
     return counts

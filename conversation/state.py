@@ -11,10 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from conversation.keywords import KeywordIndex
+from conversation.texts.catalogue import Catalogues
 from templates.schema import ALIAS_SUFFIX, RESERVED_PREFIX, HttpAction, TemplateDef
+from templates.translations import by_language
 
 # The engine's own "way out" buttons; the schema keeps flows off this prefix.
 RETRY_ID, RESTART_ID, CANCEL_ID = f"{RESERVED_PREFIX}retry", f"{RESERVED_PREFIX}restart", f"{RESERVED_PREFIX}cancel"
@@ -42,6 +44,8 @@ class Outcome(StrEnum):
     SUBMITTED = "submitted"  # a Flow's answers with no conversation live: kept as a submission
     HANDED_OFF = "handed_off"  # a handoff step or word: a person takes over
     WAITING = "waiting"  # a message while handed off: kept for the person, never answered
+    OPTED_OUT = "opted_out"
+    OPTED_IN = "opted_in"
 
 
 class EndReason(StrEnum):
@@ -83,6 +87,13 @@ class EngineConfig:
     default_expiry: timedelta = timedelta(hours=24)
     handoff_words: tuple[str, ...] = ()
     texts: Texts = field(default_factory=Texts)
+    # Notifications: the words that opt a customer out and back in, and the confirmations.
+    opt_out_words: tuple[str, ...] = ("stop", "unsubscribe")
+    opt_in_words: tuple[str, ...] = ("subscribe",)
+    opted_out_text: str = "You won't get notifications from us any more. Send *subscribe* to get them again."
+    opted_in_text: str = "You're subscribed again. Send *stop* any time to stop notifications."
+    # Every language's texts (conversation/texts); None: the English above (conversation/voice.py).
+    catalogues: Catalogues | None = None
 
     def expiry(self, template: TemplateDef, now: datetime) -> datetime:
         """When a conversation in ``template`` that moved at ``now`` expires: the flow's own hours, else the default."""
@@ -99,6 +110,7 @@ class Conversation:
     context: dict[str, Any]
     expires_at: datetime
     last_interaction: datetime
+    language: str | None = None  # the customer's language in this conversation; None: the default
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class CustomerState:
     conversation: Conversation | None
     last_fallback_at: datetime | None = None
     profile_name: str | None = None
+    language: str | None = None  # of their last conversation (the contact's), for a fallback
     # An open handoff: a person has the customer, and the bot is paused for them.
     handed_off: bool = False
 
@@ -115,6 +128,7 @@ class CustomerState:
 class Submit:
     template: str
     answers: dict[str, Any]
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +163,14 @@ class HandOff:
     step: str | None = None
 
 
-Effect = Submit | Ended | Entered | FallbackSent | HandOff
+@dataclass(frozen=True)
+class ConsentChanged:
+    """The customer opted out of notifications (``opt_out``) or back in (``opt_in``)."""
+
+    change: Literal["opt_out", "opt_in"]
+
+
+Effect = Submit | Ended | Entered | FallbackSent | HandOff | ConsentChanged
 
 
 @dataclass(frozen=True)
@@ -158,6 +179,7 @@ class StepResult:
     messages: list[dict[str, Any]]
     effects: list[Effect]
     outcome: Outcome
+    language: str | None = None  # the customer's after this message (the contact keeps it)
 
 
 class ActionFailed(Exception):
@@ -170,6 +192,7 @@ class ActionCall:
     step: str
     user_key: str
     context: Mapping[str, Any]
+    language: str | None = None  # the customer's, for what the action says
 
 
 class ActionRunner(Protocol):
@@ -177,15 +200,18 @@ class ActionRunner(Protocol):
 
 
 class TemplateSet:
-    """Validated templates plus their keyword index; built once per template revision."""
+    """Validated templates, each in its languages, plus the keyword index of every
+    language (a keyword says which language it starts); built once per template revision."""
 
     def __init__(self, templates: Mapping[str, TemplateDef]) -> None:
         self.templates = dict(templates)
+        self.languages = {name: by_language(t) for name, t in self.templates.items()}
         self.keywords = KeywordIndex(
-            (kw, t.template_name, t.priority)
-            for t in self.templates.values()
-            if t.is_active
-            for kw in t.trigger_keywords
+            (kw, name, flow.priority, language)
+            for name, flows in self.languages.items()
+            if self.templates[name].is_active
+            for language, flow in flows.items()
+            for kw in flow.trigger_keywords
         )
         # The flow a catalog cart starts: the active one with ``trigger: order`` (priority, then name).
         ordered = sorted(
@@ -194,8 +220,12 @@ class TemplateSet:
         )
         self.order_flow: str | None = ordered[0].template_name if ordered else None
 
-    def get(self, name: str) -> TemplateDef | None:
+    def get(self, name: str, language: str | None = None) -> TemplateDef | None:
+        """Template ``name`` (or its ``_flow`` alias) in ``language`` when it has it, else in its own."""
+        if name not in self.templates and name.endswith(ALIAS_SUFFIX):
+            name = name[: -len(ALIAS_SUFFIX)]
         template = self.templates.get(name)
-        if template is None and name.endswith(ALIAS_SUFFIX):
-            template = self.templates.get(name[: -len(ALIAS_SUFFIX)])
-        return template if template is not None and template.is_active else None
+        if template is None or not template.is_active:
+            return None
+        localized = self.languages[name].get(language) if language else None
+        return localized or template

@@ -198,10 +198,10 @@ def answer_keys(rows: Iterable[Submission]) -> list[str]:
 
 
 def write_csv(rows: Sequence[Submission], out: TextIO, reveal_users: bool = False) -> int:
-    """CSV of ``rows``: submitted_at, template, user, then one column per answer key."""
+    """CSV of ``rows``: submitted_at, template, user, language, then one column per answer key."""
     keys = answer_keys(rows)
     writer = csv.writer(out)
-    writer.writerow(["submitted_at", "template", "user", *keys])
+    writer.writerow(["submitted_at", "template", "user", "language", *keys])
     for row in rows:
         user = row.user_key if reveal_users else mask_identity(row.user_key)
         answers = row.answers or {}
@@ -210,6 +210,7 @@ def write_csv(rows: Sequence[Submission], out: TextIO, reveal_users: bool = Fals
                 row.created_at.astimezone(UTC).isoformat(),
                 row.template_name,
                 user,
+                row.language or "",
                 *(_cell(answers.get(k)) for k in keys),
             ]
         )

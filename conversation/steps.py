@@ -17,6 +17,7 @@ from typing import Any
 from conversation import handoff_routes
 from conversation.content import interactive, step_messages, text_message, way_out_message
 from conversation.events import InboundEvent
+from conversation.keywords import Match
 from conversation.state import (
     ActionCall,
     ActionRunner,
@@ -33,7 +34,8 @@ from conversation.state import (
     TemplateSet,
     Texts,
 )
-from conversation.validation import check, expected
+from conversation.validation import check
+from conversation.voice import Voice, chosen_language, voice
 from templates.normalize import normalize
 from templates.placeholders import render
 from templates.schema import INITIAL, Option, Step, TemplateDef
@@ -44,15 +46,6 @@ INVALID_KEY = "_invalid"  # context keys starting with "_" are bookkeeping, neve
 # The customer's latest accepted answer when it was typed into an input step: the message
 # and the step. An edit of exactly that message answers the step again (engine.py).
 ANSWERED_KEY = "_answered"
-MEDIA_NAMES = {
-    "image": "images",
-    "audio": "voice messages",
-    "video": "videos",
-    "document": "documents",
-    "sticker": "stickers",
-    "location": "locations",
-    "contacts": "contact cards",
-}
 
 
 @dataclass
@@ -66,21 +59,26 @@ class Run:
     config: EngineConfig
     actions: ActionRunner
     conv: Conversation | None = None
+    language: str | None = None  # the customer's: the conversation's, else their last one's
     messages: list[dict[str, Any]] = field(default_factory=list)
     effects: list[Effect] = field(default_factory=list)
 
     @property
+    def voice(self) -> Voice:
+        return voice(self.config, self.language)
+
+    @property
     def texts(self) -> Texts:
-        return self.config.texts
+        return self.voice.texts
 
     @property
     def template(self) -> TemplateDef | None:
-        return self.templates.get(self.conv.template) if self.conv is not None else None
+        return self.templates.get(self.conv.template, self.conv.language) if self.conv is not None else None
 
     @cached_property
-    def keyword(self) -> str | None:
-        """The template whose keyword is exactly the text, if any (asked by rule and handler)."""
-        return self.templates.keywords.exact(self.event.text or "") if self.event.kind == "text" else None
+    def keyword(self) -> Match | None:
+        """The flow and language whose keyword is exactly the text, if any (asked by rule and handler)."""
+        return self.templates.keywords.exact_match(self.event.text or "") if self.event.kind == "text" else None
 
     def say(self, body: str) -> None:
         self.messages.append(text_message(body))
@@ -90,24 +88,24 @@ class Run:
         self.conv = None
 
     def values(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        return {"profile_name": self.state.profile_name or "there", **context}
+        return {"profile_name": self.state.profile_name or self.voice.profile_name, **context}
 
     def result(self, conversation: Conversation | None, outcome: Outcome) -> StepResult:
-        return StepResult(conversation, self.messages, self.effects, outcome)
+        return StepResult(conversation, self.messages, self.effects, outcome, self.language)
 
     def expiry(self, template: TemplateDef) -> datetime:
         return self.config.expiry(template, self.now)
 
 
 def start(run: Run, name: str, outcome: Outcome, context: dict[str, Any] | None = None) -> StepResult:
-    template = run.templates.get(name)
+    template = run.templates.get(name, run.language)
     if template is None:  # a keyword or switch that points nowhere; the linter prevents it
         log.warning("template %s is not available", name)
         run.say(run.texts.template_gone)
         return run.result(None, Outcome.IGNORED)
     ctx = dict(context or {})
     run.messages.append(interactive(template.entry_message(), run.values(ctx)))
-    conv = Conversation(template.template_name, INITIAL, ctx, run.expiry(template), run.now)
+    conv = Conversation(template.template_name, INITIAL, ctx, run.expiry(template), run.now, run.language)
     run.effects.append(Entered(template.template_name, INITIAL))
     return run.result(conv, outcome)
 
@@ -121,8 +119,7 @@ def answer(run: Run, template: TemplateDef, conv: Conversation) -> StepResult:
     options = template.step_options(conv.step)
     event = run.event
     if event.kind not in {"text", "choice"}:
-        what = MEDIA_NAMES.get(event.message_type, "that kind of message")
-        wanted = "one of the options below" if options else expected(step.validation)
+        what, wanted = run.voice.media_name(event.message_type), run.voice.expected(step.validation, bool(options))
         run.say(render(run.texts.media, {"what": what, "expected": wanted}))
         if options:
             send_step(run, template, conv.step, conv.context)
@@ -145,7 +142,7 @@ def answer(run: Run, template: TemplateDef, conv: Conversation) -> StepResult:
         run.say(run.texts.stale)
         send_step(run, template, conv.step, conv.context)
         return run.result(conv, Outcome.STALE)
-    checked = check(event.text or "", step.validation)
+    checked = check(event.text or "", step.validation, run.voice.catalogue)
     if not checked.ok:
         error = render(step.error, run.values(conv.context)) if step.error else checked.reason
         return invalid(run, template, conv, error, resend=False)
@@ -187,6 +184,10 @@ def advance(
     run: Run, template: TemplateDef, conv: Conversation, answers: dict[str, Any], target: str | None
 ) -> StepResult:
     context = {k: v for k, v in conv.context.items() if k not in (INVALID_KEY, ANSWERED_KEY)} | answers
+    chosen = chosen_language(answers)
+    if chosen is not None:  # a step that asks the customer's language: the rest is in it
+        run.language, conv = chosen, replace(conv, language=chosen)
+        template = run.templates.get(template.template_name, chosen) or template
     if target is None:  # the linter refuses such flows; stay put rather than strand anyone
         log.warning("step %s of %s has no transition", conv.step, template.template_name)
         send_step(run, template, conv.step, conv.context)
@@ -197,7 +198,7 @@ def advance(
 
     step: Step = template.steps[target]
     if step.action is not None:
-        call = ActionCall(template.template_name, target, run.event.user.key, dict(context))
+        call = ActionCall(template.template_name, target, run.event.user.key, dict(context), run.language)
         try:
             produced = run.actions.run(step.action, call)
         except Exception as exc:  # an action is outside code; the customer must not be stranded
@@ -213,7 +214,7 @@ def advance(
         return handoff_routes.hand_off_at(run, template.template_name, target)
     if step.end_conversation:
         answers_out = {k: v for k, v in context.items() if not k.startswith("_")}
-        run.effects.append(Submit(template.template_name, answers_out))
+        run.effects.append(Submit(template.template_name, answers_out, run.language))
         run.effects.append(Ended(template.template_name, target, EndReason.COMPLETED))
         return run.result(None, Outcome.COMPLETED)
     return run.result(replace(conv, step=target, context=context), Outcome.ADVANCED)

@@ -78,3 +78,14 @@ def render(content: Mapping[str, Any], catalogue: Catalogue) -> RenderedTemplate
         footer=declared.footer,
         buttons=[button.text for button in declared.buttons],
     )
+
+
+def with_rendered(messages: list[dict[str, Any]], catalogue: Catalogue) -> list[dict[str, Any]]:
+    """Replies as ``conversation.history`` reads them, each template one given ``rendered``
+    (its ``as_dict``; None when the catalogue does not declare it so)."""
+    for message in messages:
+        content = message.get("content") or {}
+        if content.get("type") == "template":
+            shown = render(content, catalogue)
+            message["rendered"] = shown.as_dict() if shown is not None else None
+    return messages

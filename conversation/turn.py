@@ -16,41 +16,37 @@ connection: no ORM unit of work per message.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from conversation import handoff_turn, window
+from conversation import consent, handoff_turn, reminders, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
 from conversation.identity import move_customer
+from conversation.jsonb import jsonb_safe
 from conversation.kinds import Role, opens_window, reads, role
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
-from conversation.state import Conversation, CustomerState, Ended, EngineConfig, Entered, FallbackSent, Submit
+from conversation.state import (
+    ConsentChanged,
+    Conversation,
+    CustomerState,
+    Ended,
+    EngineConfig,
+    Entered,
+    FallbackSent,
+    Submit,
+)
 from conversation.template_cache import TEMPLATE_CACHE
-from settings import Settings
 from templates.schema import INITIAL, TemplateDef
 
 log = logging.getLogger(__name__)
-
-
-def engine_config(settings: Settings) -> EngineConfig:
-    """What the engine needs of the deployment's settings."""
-    return EngineConfig(
-        cancel_words=settings.cancel_words,
-        max_invalid_answers=settings.max_invalid_answers,
-        fallback_text=settings.fallback_text,
-        fallback_period=timedelta(seconds=settings.fallback_period_seconds),
-        default_expiry=timedelta(hours=settings.default_expiry_hours),
-        handoff_words=settings.handoff_words,
-    )
 
 
 def snapshot(row: Any) -> Conversation:
@@ -61,6 +57,7 @@ def snapshot(row: Any) -> Conversation:
         context=dict(row.context or {}),
         expires_at=row.expires_at,
         last_interaction=row.last_interaction,
+        language=row.language,
     )
 
 
@@ -80,19 +77,7 @@ class InboundResult:
 class ContactFacts:
     last_fallback_at: datetime | None
     profile_name: str | None
-
-
-def jsonb_safe(value: Any) -> Any:
-    """Postgres JSONB refuses NUL characters, lone surrogates and NaN; a payload may still hold them."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonb_safe(v) for v in value]
-    return value
+    language: str | None = None
 
 
 def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
@@ -121,7 +106,13 @@ def lock_contact(session: Session, event: InboundEvent, now: datetime) -> Contac
         "now": now,
     }
     row = session.connection().execute(sql.CONTACT_UPSERT, params).one()
-    return ContactFacts(row.last_fallback_at, row.profile_name)
+    return ContactFacts(row.last_fallback_at, row.profile_name, row.language)
+
+
+def lock_recipient(session: Session, user_key: str, phone: str | None, user_id: str | None) -> datetime | None:
+    """Lock (upsert) the contacts row of a customer the business writes to first; when they opted out."""
+    params = {"user_key": user_key, "phone": phone, "user_id": user_id}
+    return session.connection().execute(sql.RECIPIENT_UPSERT, params).scalar()
 
 
 def process_event(
@@ -153,9 +144,11 @@ def process_event(
         conversation=snapshot(row) if row is not None else None,
         last_fallback_at=contact.last_fallback_at,
         profile_name=contact.profile_name,
+        language=contact.language,
         handed_off=handoff_turn.is_handed_off(session, user_key),
     )
-    result = handle(TEMPLATE_CACHE.get(session), state, event, now, config, Actions(session))
+    templates = TEMPLATE_CACHE.get(session)
+    result = handle(templates, state, event, now, config, Actions(session, catalogues=config.catalogues))
 
     if result.conversation is None:
         if row is not None:
@@ -171,10 +164,14 @@ def process_event(
             "context": conv.context,
             "last": conv.last_interaction,
             "expires": conv.expires_at,
+            "remind": reminders.due_at(templates, conv, now),
+            "language": conv.language,
             "now": now,
         }
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
 
+    if result.language != contact.language:  # remembered for the fallback after it ends
+        conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": result.language})
     recorded = handoff_turn.carry_out(session, event, result, now, events)
     rows_of_events = []
     for effect in result.effects:
@@ -188,6 +185,7 @@ def process_event(
                     phone_number=event.user.phone,
                     user_id=event.user.user_id,
                     answers=effect.answers,
+                    language=effect.language,
                     created_at=now,
                 )
             )
@@ -196,6 +194,8 @@ def process_event(
                 recorded += 1
         elif isinstance(effect, FallbackSent):
             conn.execute(sql.SET_FALLBACK, {"k": user_key, "now": now})
+        elif isinstance(effect, ConsentChanged):
+            consent.apply_change(session, user_key, effect.change, now)
         elif isinstance(effect, Entered):
             rows_of_events.append(_event(user_key, effect.template, effect.step, "entered", now))
         elif isinstance(effect, Ended):
@@ -270,6 +270,13 @@ def _event(user_key: str, template: str, step: str, what: str, now: datetime) ->
 
 
 # --- an operator's or the seed API's writes (ConversationService) --------------------
+
+
+def set_language(session: Session, user_key: str, language: str | None) -> bool:
+    """Speak ``language`` to ``user_key`` from their next message on (the simulator's switch); False: no such customer."""
+    conn = session.connection()
+    conn.execute(sql.STATE_SET_LANGUAGE, {"k": user_key, "language": language})
+    return bool(conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": language}).rowcount)
 
 
 def record_event(session: Session, user_key: str, template: str, step: str, event: str, now: datetime) -> None:

@@ -38,11 +38,19 @@ CONTACT_UPSERT = (
         " phone_number = coalesce(excluded.phone_number, contacts.phone_number),"
         " user_id = coalesce(excluded.user_id, contacts.user_id),"
         " profile_name = coalesce(excluded.profile_name, contacts.profile_name)"
-        " RETURNING last_fallback_at, profile_name"
+        " RETURNING last_fallback_at, profile_name, language"
     )
     .bindparams(bindparam("now", type_=Contact.last_seen_at.type))
-    .columns(Contact.last_fallback_at, Contact.profile_name)
+    .columns(Contact.last_fallback_at, Contact.profile_name, Contact.language)
 )
+# The business writes first (a notification): lock the customer's row as the inbound path
+# does, without counting it as the customer being seen.
+RECIPIENT_UPSERT = text(
+    "INSERT INTO contacts (user_key, phone_number, user_id, pair_limit_hits) VALUES (:user_key, :phone, :user_id, 0)"
+    " ON CONFLICT (user_key) DO UPDATE SET phone_number = coalesce(contacts.phone_number, excluded.phone_number),"
+    " user_id = coalesce(contacts.user_id, excluded.user_id)"
+    " RETURNING opted_out_at"
+).columns(Contact.opted_out_at)
 SET_OUTCOME = (
     update(InboundMessage).where(InboundMessage.id == bindparam("inbound_id")).values(outcome=bindparam("outcome"))
 )
@@ -60,6 +68,7 @@ STATE_FOR_UPDATE = (
         ConversationState.context,
         ConversationState.expires_at,
         ConversationState.last_interaction,
+        ConversationState.language,
     )
     .where(ConversationState.user_key == bindparam("k"))
     .with_for_update()
@@ -71,7 +80,9 @@ _STATE_FIELDS = {
     "context": bindparam("context", type_=_state.c.context.type),
     "last_interaction": bindparam("last", type_=_state.c.last_interaction.type),
     "expires_at": bindparam("expires", type_=_state.c.expires_at.type),
+    "remind_at": bindparam("remind", type_=_state.c.remind_at.type),
     "updated_at": bindparam("now", type_=_state.c.updated_at.type),
+    "language": bindparam("language"),
 }
 STATE_INSERT = _state.insert().values(
     id=bindparam("id", type_=_state.c.id.type),
@@ -91,6 +102,8 @@ STATE_UPDATE = (
         **_STATE_FIELDS,
     )
 )
+SET_LANGUAGE = update(Contact).where(Contact.user_key == bindparam("k")).values(language=bindparam("language"))
+STATE_SET_LANGUAGE = _state.update().where(_state.c.user_key == bindparam("k")).values(language=bindparam("language"))
 SET_FALLBACK = update(Contact).where(Contact.user_key == bindparam("k")).values(last_fallback_at=bindparam("now"))
 EVENT_INSERT = ConversationEvent.__table__.insert().returning(ConversationEvent.id, sort_by_parameter_order=True)
 OUTBOX_INSERT = OutboundMessage.__table__.insert().returning(OutboundMessage.id, sort_by_parameter_order=True)

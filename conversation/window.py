@@ -37,6 +37,19 @@ def is_open(last_inbound_at: datetime | None, now: datetime) -> bool:
     return last_inbound_at is not None and now < closes_at(last_inbound_at)
 
 
+def refusal(content: dict[str, object], last_inbound_at: datetime | None, now: datetime) -> str | None:
+    """Why ``content`` may not be sent now (Meta would refuse it with 131047), or None.
+
+    Only a message template may go once the window has closed, whatever asked for the
+    message: a reply that waited out a long outage, a reminder, a person's message.
+    """
+    if content.get("type") == "template" or is_open(last_inbound_at, now):
+        return None
+    if last_inbound_at is None:
+        return "the 24-hour customer service window is closed: the customer never wrote to this number"
+    return f"the 24-hour customer service window closed at {closes_at(last_inbound_at).isoformat()}"
+
+
 @dataclass(frozen=True)
 class Window:
     phone_number_id: str

@@ -65,13 +65,17 @@ def message_texts(node: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def _step_texts(step: Step) -> Iterator[tuple[str, str]]:
-    """(field, text) shown on entering the step or on an invalid answer to it."""
+    """(field, text) shown on entering the step, on an invalid answer to it, or as its reminder."""
     if step.prompt:
         yield "prompt", step.prompt
     if step.message is not None:
         yield from message_texts(step.message.model_dump(exclude_none=True), "message")
     if step.error:
         yield "error", step.error
+    if step.reminder:
+        yield "reminder", step.reminder
+    for i, value in enumerate(step.reminder_template.parameters if step.reminder_template else ()):
+        yield f"reminder_template.parameters[{i}]", value
 
 
 def transitions(template: TemplateDef, name: str) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from templates import lint, schema
+from templates import lint, schema, translation_checks
 from templates.lint import LintError
 from templates.message_templates import CATALOGUE_FILE
 from templates.schema import ALIAS_SUFFIX, NAME_PATTERN, TemplateDef
@@ -54,6 +54,9 @@ _KNOWN_KEYS = sorted(
         for name in model.model_fields
     }
 )
+
+# The language of a flow that does not name its own: parley's reference language.
+DEFAULT_LANGUAGE = "en"
 
 _TOP_FIELDS = {"template_type", "menu_structure.steps", "menu_structure.type"}
 
@@ -154,15 +157,19 @@ def _pydantic_errors(exc: ValidationError, file: str, name: str | None) -> list[
     return sorted(set(out), key=LintError.sort_key)
 
 
-def parse_definition(data: Any, file: str) -> tuple[TemplateDef | None, list[LintError]]:
-    """Validate one template given as data (from YAML or an API body)."""
+def parse_definition(
+    data: Any, file: str, default_language: str = DEFAULT_LANGUAGE
+) -> tuple[TemplateDef | None, list[LintError]]:
+    """Validate one template given as data (from YAML or an API body), its translations too."""
     if not isinstance(data, dict):
         return None, [LintError(file, None, None, None, "a flow file must hold one mapping (a template)")]
     name = data.get("template_name")
     try:
-        return TemplateDef.model_validate(data), []
+        definition = TemplateDef.model_validate(data)
     except ValidationError as exc:
         return None, _pydantic_errors(exc, file, name if isinstance(name, str) else None)
+    errors = translation_checks.flow_errors(definition, file, default_language)
+    return (None, errors) if errors else (definition, [])
 
 
 class _FlowYaml(yaml.SafeLoader):
@@ -205,11 +212,11 @@ def _read(path: Path) -> tuple[Any, list[LintError]]:
         return None, [LintError(file, None, None, None, f"cannot read file: {exc}")]
 
 
-def _load(path: Path) -> tuple[TemplateDef | None, list[LintError], Any]:
+def _load(path: Path, default_language: str = DEFAULT_LANGUAGE) -> tuple[TemplateDef | None, list[LintError], Any]:
     data, errors = _read(path)
     if errors:
         return None, errors, None
-    definition, errors = parse_definition(data, str(path))
+    definition, errors = parse_definition(data, str(path), default_language)
     name = data.get("template_name") if isinstance(data, dict) else None
     if isinstance(name, str) and name != path.stem:
         message = f"template_name: '{name}' must match the file name '{path.stem}'"
@@ -263,8 +270,12 @@ def load_directory(
     path: Path,
     actions: Mapping[str, frozenset[str]] | None = None,
     globals_: frozenset[str] = frozenset(),
+    default_language: str = DEFAULT_LANGUAGE,
 ) -> LoadResult:
-    """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together."""
+    """Every ``*.yaml``/``*.yml`` in ``path`` (sorted), checked alone and then together.
+
+    ``default_language``: the language of a flow that names none (its translations are
+    checked against it)."""
     result = LoadResult()
     # The message template catalogue shares the directory but is no flow (message_templates.py).
     files = sorted(
@@ -274,7 +285,7 @@ def load_directory(
     seen: dict[str, Path] = {}
     duplicates: set[str] = set()
     for file in files:
-        definition, errors, data = _load(file)
+        definition, errors, data = _load(file, default_language)
         result.errors.extend(errors)
         name = data.get("template_name") if isinstance(data, dict) else None
         if isinstance(name, str):
@@ -292,6 +303,16 @@ def load_directory(
     for name in duplicates:
         result.templates.pop(name, None)
         result.sources.pop(name, None)
+    keyword_errors = translation_checks.keyword_errors(
+        {
+            n: translation_checks.languages_of(t, str(result.sources[n]), default_language)
+            for n, t in result.templates.items()
+        }
+    )
+    result.errors.extend(keyword_errors)
+    for error in keyword_errors:
+        result.templates.pop(error.template or "", None)
+        result.sources.pop(error.template or "", None)
     broken = set(seen) - set(result.templates)
     for data, file_name in failed:
         result.errors.extend(raw_target_errors(data, file_name, set(seen)))

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from templates.template_call import MAX_REMINDER, Duration, TemplateUse, parse_duration
+
 NAME_PATTERN = r"^[a-z0-9_]+$"
 # The step every template starts at: its entry message is that step's message.
 INITIAL = "initial"
@@ -221,6 +223,25 @@ class Step(Strict):
     end_conversation: bool = False
     # Sends its prompt, then a person takes over (templates/handoff_step.py has its rules).
     handoff: bool = False
+    # A reminder when the customer has not answered for this long: the text inside their
+    # 24-hour window, the message template once it has closed (either may be left out).
+    remind_after: Duration | None = None
+    reminder: _text(MAX_TEXT_BODY) | None = None  # type: ignore[valid-type]
+    reminder_template: TemplateUse | None = None
+
+    @model_validator(mode="after")
+    def _reminder_is_whole(self) -> Step:
+        has_reminder = self.reminder is not None or self.reminder_template is not None
+        if self.remind_after is None and has_reminder:
+            raise ValueError("a reminder needs remind_after (e.g. 30m): how long to wait for an answer")
+        if self.remind_after is not None:
+            if not has_reminder:
+                raise ValueError("remind_after needs a reminder text or a reminder_template")
+            if parse_duration(self.remind_after) > MAX_REMINDER:
+                raise ValueError("remind_after is at most 30d")
+            if self.end_conversation:
+                raise ValueError("remind_after on a step that ends the conversation: nobody is waited for")
+        return self
 
     @field_validator("validation", mode="before")
     @classmethod
@@ -267,6 +288,10 @@ class TemplateDef(Strict):
     # ``order``: the flow starts when a customer sends a cart from the catalog.
     trigger: Literal["order"] | None = None
     description: str | None = None
+    # The language of the texts below (a code like en or pt_BR; None: the deployment's
+    # default), and per other language only texts, checked by translation_checks.py.
+    language: str | None = None
+    translations: dict[str, Any] | None = None
     menu_structure: MenuStructure
 
     @model_validator(mode="after")

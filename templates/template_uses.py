@@ -11,21 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from templates.lint import LintError
 from templates.message_templates import CATALOGUE_FILE, Catalogue
+from templates.schema import TemplateDef
+from templates.template_call import TemplateUse
 
-
-class TemplateUse(BaseModel):
-    """``{name: order_reminder, language: en_US, parameters: ["{profile_name}"]}`` in a flow."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]+$", min_length=1)]
-    language: Annotated[str, StringConstraints(min_length=2)]
-    parameters: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
+__all__ = ["FlowTemplateUse", "TemplateUse", "flow_template_uses", "lint_template_uses"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +30,15 @@ class FlowTemplateUse:
     step: str | None
     field: str
     use: TemplateUse
+
+
+def flow_template_uses(file: str, template: TemplateDef) -> list[FlowTemplateUse]:
+    """Every message template ``template`` names: its steps' reminder templates."""
+    return [
+        FlowTemplateUse(file, template.template_name, name, "reminder_template", step.reminder_template)
+        for name, step in template.steps.items()
+        if step.reminder_template is not None
+    ]
 
 
 def lint_template_uses(uses: Iterable[FlowTemplateUse], catalogue: Catalogue) -> list[LintError]:

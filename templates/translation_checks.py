@@ -171,6 +171,61 @@ def check_translations(template: TemplateDef, raw: Any, file: str, base_language
     return Checked(out, sorted(set(errors), key=LintError.sort_key))
 
 
+def base_language(template: TemplateDef, default_language: str) -> str:
+    """The language of a flow's own texts: its ``language``, else the deployment's default."""
+    try:
+        return canonical(template.language) if template.language else default_language
+    except LanguageError:
+        return default_language
+
+
+def flow_errors(template: TemplateDef, file: str, default_language: str) -> list[LintError]:
+    """The flow's ``language`` and every defect of its ``translations``, one line each."""
+    name = template.template_name
+    if template.language:
+        try:
+            language = canonical(template.language)
+        except LanguageError as exc:
+            return [LintError(file, name, None, "language", f"language: {exc}")]
+        if language != template.language:
+            return [LintError(file, name, None, "language", f"language: write the language as {language}")]
+    base = base_language(template, default_language)
+    errors = check_translations(template, template.translations, file, base).errors
+    return errors + _language_step_errors(template, file, {base, *(template.translations or {})})
+
+
+# The context key of a step that asks the customer's language (conversation/voice.py).
+LANGUAGE_KEY = "language"
+
+
+def _language_step_errors(template: TemplateDef, file: str, languages: set[str]) -> list[LintError]:
+    """A language step's option ids must be languages this flow speaks, spelled canonically."""
+    errors = []
+    for name, step in template.steps.items():
+        if step.key(name) != LANGUAGE_KEY:
+            continue
+        for option in template.step_options(name):
+            try:
+                wrong = None if option.id in languages else f"the flow has no {canonical(option.id)} texts"
+                if canonical(option.id) != option.id:
+                    wrong = f"write the language as {canonical(option.id)}"
+            except LanguageError as exc:
+                wrong = str(exc)
+            if wrong is not None:
+                message = f"options.{option.id}: a language step's option ids are language codes: {wrong}"
+                errors.append(LintError(file, template.template_name, name, f"options.{option.id}", message))
+    return errors
+
+
+def languages_of(template: TemplateDef, file: str, default_language: str) -> Languages:
+    """A flow that passed ``flow_errors``: its keywords by language, for ``keyword_errors``."""
+    base = base_language(template, default_language)
+    keywords = {base: list(template.trigger_keywords)}
+    for language, block in (template.translations or {}).items():
+        keywords[language] = list(FlowTranslation.model_validate(block or {}).trigger_keywords)
+    return Languages(file, base, keywords, template.is_active)
+
+
 @dataclass(frozen=True)
 class Languages:
     """One flow's keywords by language: its own, then each translation's."""

@@ -21,14 +21,18 @@ reads the flow (the entry ``message``, then ``steps.<name>``), options by their 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from templates import schema
+from templates.languages import LanguageError, canonical
 from templates.schema import TemplateDef
+
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -162,12 +166,13 @@ def text_slots(template: TemplateDef) -> dict[str, TextSlot]:
     return {p.slot.address: p.slot for p in _places(_dump(template))}
 
 
-def localize(template: TemplateDef, translation: FlowTranslation) -> TemplateDef:
+def localize(template: TemplateDef, translation: FlowTranslation, language: str | None = None) -> TemplateDef:
     """``template`` as a customer of the translation's language sees it.
 
     The ids, the graph and every field that is not a text stay as they are; the keywords are
-    the translation's. Raises pydantic's ValidationError when a translated text breaks a
-    WhatsApp limit, so run ``translation_checks`` first for readable errors.
+    the translation's; the result is in ``language`` and carries no translations of its own.
+    Raises pydantic's ValidationError when a translated text breaks a WhatsApp limit, so run
+    ``translation_checks`` first for readable errors.
     """
     given = translation.texts()
     dumped = _dump(template)
@@ -175,4 +180,29 @@ def localize(template: TemplateDef, translation: FlowTranslation) -> TemplateDef
         if place.slot.address in given:
             place.container[place.key] = given[place.slot.address]
     dumped["trigger_keywords"] = list(translation.trigger_keywords)
+    dumped.pop("translations", None)
+    if language is not None:
+        dumped["language"] = language
     return TemplateDef.model_validate(dumped)
+
+
+def by_language(template: TemplateDef) -> dict[str | None, TemplateDef]:
+    """The flow in each of its languages: its own (key ``template.language``, None when it
+    is the deployment's default) and each translation's, by canonical language.
+
+    The loader refuses a broken translation; one that is stored broken anyway (edited by
+    hand) is left out here and the flow's own language serves those customers.
+    """
+    own = template.language
+    try:
+        own = canonical(own) if own else None
+    except LanguageError:
+        own = None
+    out: dict[str | None, TemplateDef] = {own: template}
+    for written, block in (template.translations or {}).items():
+        try:
+            language = canonical(str(written))
+            out[language] = localize(template, FlowTranslation.model_validate(block or {}), language)
+        except (LanguageError, ValidationError) as exc:
+            log.error("translation %s of %s is invalid and is ignored: %s", written, template.template_name, exc)
+    return out

@@ -6,6 +6,7 @@ Each check raises :class:`StartRefused` with a one-line reason naming the cause:
 - fault-injection variables (``worker/faults.py``) set in production;
 - the Redis broker may evict keys (``maxmemory-policy`` other than ``noeviction``): an
   evicted queue or unacked entry is a webhook acknowledged to Meta and then lost;
+- parley's own texts or a deployment's overrides of them do not load;
 - the broker's visibility timeout is not longer than a task can stay unacknowledged
   (its hard time limit plus the longest retry countdown): Redis would hand the running
   task to a second worker.
@@ -119,9 +120,20 @@ def check_visibility_timeout(app: Celery) -> None:
         )
 
 
+def check_texts(settings: Settings) -> None:
+    """parley's own texts load with the deployment's overrides (``texts/`` beside the flows):
+    a worker would otherwise fail every message on a typo in one of them."""
+    from conversation.texts.catalogue import texts_problems
+
+    # Read afresh, not through the per-process cache: the files are what this start will use.
+    problems = texts_problems(settings.templates_dir / "texts", settings.default_language)
+    if problems:
+        raise StartRefused(f"{len(problems)} problem(s) in parley's texts: " + "; ".join(problems))
+
+
 def check_worker(app: Celery, env: Mapping[str, str] | None = None) -> None:
     """Every guard for a Celery worker or Beat; raises StartRefused."""
-    check_settings(env)
+    check_texts(check_settings(env))
     check_visibility_timeout(app)
     check_broker_eviction(str(app.conf.broker_url or ""))
 

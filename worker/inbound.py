@@ -11,6 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from conversation.content import text_message
 from conversation.db import is_transient, session_scope
+from conversation.engine_settings import engine_config
 from conversation.events import InboundEvent
 from conversation.logs import bind, clear_context
 from conversation.marketing import apply_preference
@@ -19,7 +20,8 @@ from conversation.outbox import apply_status
 from conversation.payload import ParsedPayload, parse_payload
 from conversation.state import EngineConfig
 from conversation.template_status import record as record_template_update
-from conversation.turn import InboundResult, dead_letter, engine_config, process_event
+from conversation.turn import InboundResult, dead_letter, process_event
+from conversation.voice import voice
 from settings import Settings
 from worker import faults, metrics
 
@@ -67,7 +69,7 @@ def process_raw(
             if is_transient(exc) or isinstance(exc, SoftTimeLimitExceeded):
                 raise  # the task retries the payload later; handled items are then duplicates
             log.exception("inbound message failed", extra={"wamid": event.wamid})
-            if _record_failure(event, exc, config.texts.action_failed):
+            if _record_failure(event, exc, voice(config, None).texts.action_failed):
                 _hand_off(hand_off, event.user.key)
             report.failed += 1
             metrics.count_inbound(event.message_type, "failed")

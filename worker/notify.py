@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.notifications import Created, NotificationRequest, TemplateRequest, create_notification
-from settings import get_settings
+from settings import Settings, get_settings
 from templates.message_templates import load_catalogue
 
 
@@ -38,9 +38,13 @@ def notify(
     return submit(request)
 
 
-def submit(request: NotificationRequest, hand_off: Callable[[str], None] | None = None) -> Created:
+def submit(
+    request: NotificationRequest,
+    hand_off: Callable[[str], None] | None = None,
+    settings: Settings | None = None,
+) -> Created:
     """Commit ``request``, then hand the customer on (``worker.tasks.hand_off`` by default)."""
-    settings = get_settings()
+    settings = settings or get_settings()
     catalogue = load_catalogue(settings.templates_dir).catalogue
     with session_scope() as session:
         created = create_notification(session, request, catalogue, settings.phone_number_id, utcnow())

@@ -17,7 +17,7 @@ from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
-from conversation import identity, outbox
+from conversation import identity, outbox, window
 from conversation.db import is_transient, session_scope
 from conversation.logs import bind
 from conversation.models import utcnow
@@ -110,6 +110,12 @@ def _send_batch(
     outcomes: list[outbox.Outcome] = []
     for job in batch:
         bind(wamid=job.inbound_wamid)
+        closed = window.refusal(job.content, job.last_inbound_at, utcnow()) if job.kind == "message" else None
+        if closed is not None:  # never attempted: Graph would only answer 131047
+            metrics.send_refused(job.kind, True, window.WINDOW_CLOSED_CODE, "window_closed")
+            log.warning("not sent: window closed", extra={"outbox_id": job.id, "code": window.WINDOW_CLOSED_CODE})
+            outcomes.append(outbox.Failed(job.id, window.WINDOW_CLOSED_CODE, closed))
+            continue
         try:
             if job.kind == "mark_read":
                 client.mark_read(job.phone_number_id, job.content["message_id"])

@@ -11,10 +11,11 @@ from dataclasses import asdict
 from datetime import timedelta
 from functools import lru_cache
 
-from conversation import event_outbox, handoff, outbox
+from conversation import event_outbox, handoff, outbox, reminder_sweep
 from conversation.db import session_scope
 from conversation.models import utcnow
 from conversation.service import ConversationService
+from conversation.template_cache import TEMPLATE_CACHE
 from settings import get_settings
 from worker import metrics
 from worker.celery_app import app
@@ -105,6 +106,18 @@ def sweep_outbox() -> int:
         hand_off(user_key)
     if users:
         log.info("outbox sweep handed on customers", extra={"count": len(users)})
+    return len(users)
+
+
+@app.task(base=ParleyTask, name="parley.maintenance.send_reminders", soft_time_limit=240, time_limit=270)
+def send_reminders() -> int:
+    """Queue the flows' due reminders (each once, whatever runs this twice), then hand them on."""
+    with session_scope() as session:
+        users = reminder_sweep.send_due(session, TEMPLATE_CACHE.get(session), utcnow())
+    for user_key in users:
+        hand_off(user_key)
+    if users:
+        log.info("reminders queued", extra={"count": len(users)})
     return len(users)
 
 

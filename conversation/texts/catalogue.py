@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,32 @@ def load_catalogues(
     if problems:
         raise TextsError(problems)
     return Catalogues(default, by_language)
+
+
+@lru_cache(maxsize=1)
+def shipped_catalogues() -> Catalogues:
+    """The shipped texts alone, English the default: what code without a deployment's
+    settings speaks (a unit of the engine, a validation called on its own)."""
+    return load_catalogues()
+
+
+@lru_cache(maxsize=8)
+def deployment_catalogues(default_language: str, flows_dir: Path, fallback_text: str | None) -> Catalogues:
+    """A deployment's texts, loaded once per process (the settings do not change under it):
+    the shipped ones merged with its overrides in ``texts/`` beside its flow files.
+
+    ``fallback_text`` is the older single-language setting; the English default it carries
+    when unset is not an override, so a Portuguese default keeps its Portuguese fallback.
+    """
+    english = shipped_catalogues().get(REFERENCE).texts["fallback"]
+    own = fallback_text if fallback_text and fallback_text != english else None
+    return load_catalogues(default_language, flows_dir / "texts", own)
+
+
+def texts_problems(overrides: Path, default_language: str) -> list[str]:
+    """Every defect of a deployment's text overrides in ``overrides`` (absent is fine), one line each."""
+    try:
+        load_catalogues(default_language, overrides)
+    except TextsError as exc:
+        return exc.problems
+    return []

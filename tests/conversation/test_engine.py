@@ -267,6 +267,7 @@ def test_the_routes_are_tried_in_this_order():
         "reaction",
         "event",
         "flow gone",
+        "opt-out/opt-in word",
         "handed off",
         "edit",
         "handoff word",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conversation.keywords import KeywordIndex
+from conversation.keywords import KeywordIndex, Match
 
 
 def index() -> KeywordIndex:
@@ -54,3 +54,11 @@ def test_lookup_cost_does_not_depend_on_template_count():
     assert big.search("please kw19999 now") == "t19999"
     assert len(big.keywords_starting_with("please")) == 0
     assert big.keywords_starting_with("kw19999") == ["kw19999"]
+
+
+def test_a_match_says_which_language_the_keyword_is_in() -> None:
+    index = KeywordIndex([("hi", "main_menu", 0, "en"), ("olá", "main_menu", 0, "pt_BR"), ("help", "support", 0)])
+    assert index.exact_match("Ola!") == Match("main_menu", "pt_BR")
+    assert index.search_match("hi there") == Match("main_menu", "en")
+    assert index.search_match("I need help") == Match("support", None)  # no language: the default's
+    assert index.exact("olá") == "main_menu" and index.exact_match("nothing") is None

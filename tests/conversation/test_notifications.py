@@ -21,6 +21,7 @@ from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.consent import apply_change
 from conversation.events import UserRef
 from conversation.models import Contact, Order, OutboundMessage
+from conversation.notification_requests import parse_request
 from conversation.notifications import (
     Invalid,
     NotificationRequest,
@@ -29,7 +30,6 @@ from conversation.notifications import (
     WindowClosed,
     create_notification,
     get_notification,
-    parse_request,
     resolve,
 )
 from conversation.order_notices import OrderNotFound, order_ready
@@ -128,7 +128,7 @@ def test_an_opted_out_customer_gets_no_notification(db_session: Session) -> None
     ("request_", "field"),
     [
         (NotificationRequest(PHONE, "x", template=TemplateRequest("nope", "en_US", [])), "template.name"),
-        (NotificationRequest(PHONE, "x", template=TemplateRequest("order_ready", "pt_BR", ["1"])), "template.language"),
+        (NotificationRequest(PHONE, "x", template=TemplateRequest("order_ready", "es", ["1"])), "template.language"),
         (NotificationRequest(PHONE, "x", template=TemplateRequest("order_ready", "en_US", [])), "template.parameters"),
         (NotificationRequest("12", "x", template=TemplateRequest("order_ready", "en_US", ["1"])), "to"),
     ],

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conversation.events import StatusEvent
-from conversation.models import OutboundMessage
-from conversation.outbox import apply_status
+from conversation.models import OutboundMessage, utcnow
+from conversation.outbox import apply_status, prune
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 pytestmark = pytest.mark.postgres
@@ -59,3 +60,16 @@ def test_unknown_rows_and_statuses(db_session: Session) -> None:
     sent_row(db_session, "wamid.OUT4")
     assert apply_status(db_session, receipt("wamid.NOT.OURS", "read", 1)) == "unknown"
     assert apply_status(db_session, receipt("wamid.OUT4", "deleted", 1)) == "ignored"
+
+
+def test_prune_keeps_a_notifications_idempotency_key_for_eight_days_whatever_the_retention(db_session: Session) -> None:
+    now = utcnow()
+    reply, notice, old_notice = (sent_row(db_session, f"wamid.P{i}") for i in range(3))
+    for row, age in ((reply, timedelta(days=3)), (notice, timedelta(days=3)), (old_notice, timedelta(days=9))):
+        row.created_at = now - age
+    notice.idempotency_key, old_notice.idempotency_key = "order_ready:ORD-1", "order_ready:ORD-0"
+    db_session.flush()
+    counts = prune(db_session, older_than=now - timedelta(days=1))  # a retention of one day
+    assert counts["outbound"] == 2
+    kept = db_session.scalars(select(OutboundMessage.idempotency_key).where(OutboundMessage.wamid.like("wamid.P%")))
+    assert list(kept) == ["order_ready:ORD-1"]

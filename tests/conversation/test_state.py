@@ -46,6 +46,8 @@ def test_outcomes_are_the_strings_stored_on_inbound_rows_and_counted_by_metrics(
         "submitted",
         "handed_off",
         "waiting",
+        "opted_out",
+        "opted_in",
     ]
 
 

@@ -154,13 +154,15 @@ def test_restarting_a_customer_from_the_service_ends_the_old_run(flows: Session)
     ]
 
 
-def add_submission(session: Session, template: str, user: str, answers: dict[str, Any], at: datetime) -> None:
-    session.add(Submission(template_name=template, user_key=user, answers=answers, created_at=at))
+def add_submission(
+    session: Session, template: str, user: str, answers: dict[str, Any], at: datetime, language: str | None = None
+) -> None:
+    session.add(Submission(template_name=template, user_key=user, answers=answers, created_at=at, language=language))
     session.flush()
 
 
 def test_submissions_filter_and_export_as_csv(flows: Session) -> None:
-    add_submission(flows, "new_order", "15550009999", {"product": "tea", "quantity": 2}, T0)
+    add_submission(flows, "new_order", "15550009999", {"product": "tea", "quantity": 2}, T0, language="pt_BR")
     add_submission(flows, "support", "US.13491208655302741918", {"topic": "=HYPERLINK(1)"}, T0 + timedelta(days=1))
     add_submission(
         flows, "new_order", "15550008888", {"product": "pasta", "note": "-", "extra": [1]}, T0 + timedelta(days=3)
@@ -177,10 +179,11 @@ def test_submissions_filter_and_export_as_csv(flows: Session) -> None:
     out = io.StringIO()
     assert stats.write_csv(stats.submissions(flows), out) == 3
     rows = list(csv.reader(io.StringIO(out.getvalue())))
-    assert rows[0] == ["submitted_at", "template", "user", "product", "quantity", "topic", "note", "extra"]
-    assert rows[1] == ["2026-11-02T09:00:00+00:00", "new_order", "***9999", "tea", "2", "", "", ""]
-    assert rows[2][2:] == ["US.***1918", "", "", "'=HYPERLINK(1)", "", ""]  # a formula is defused
-    assert rows[3][2:] == ["***8888", "pasta", "", "", "'-", "[1]"]
+    header = ["submitted_at", "template", "user", "language", "product", "quantity", "topic", "note", "extra"]
+    assert rows[0] == header
+    assert rows[1] == ["2026-11-02T09:00:00+00:00", "new_order", "***9999", "pt_BR", "tea", "2", "", "", ""]
+    assert rows[2][2:] == ["US.***1918", "", "", "", "'=HYPERLINK(1)", "", ""]  # a formula is defused
+    assert rows[3][2:] == ["***8888", "", "pasta", "", "", "'-", "[1]"]
     full = io.StringIO()
     stats.write_csv(stats.submissions(flows, template="support"), full, reveal_users=True)
     assert "US.13491208655302741918" in full.getvalue()
@@ -202,3 +205,10 @@ def test_a_handoff_is_an_ending_of_its_own_at_the_handoff_step(flows: Session) -
     by_step = {s.step: s for s in funnel.steps}
     assert (by_step["contact_person"].reached, by_step["contact_person"].handed_off) == (1, 1)
     assert by_step["initial"].handed_off == 0
+
+
+def test_the_funnel_is_per_flow_whatever_the_language(flows: Session) -> None:
+    turns(flows, customer("15550000400"), {"send": "order"}, {"tap": "coffee"}, {"send": "cancel"})
+    turns(flows, customer("15550000401"), {"send": "pedido"}, {"tap": "coffee"}, {"send": "cancel"})
+    quantity = next(s for s in stats.dropoff(flows, "new_order").steps if s.step == "quantity")
+    assert (quantity.reached, quantity.cancelled) == (2, 2)  # the English and the Portuguese customer

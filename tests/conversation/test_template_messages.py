@@ -65,6 +65,6 @@ def test_buttons_are_shown_by_their_text() -> None:
 
 def test_content_the_catalogue_does_not_declare_is_not_rendered() -> None:
     catalogue = load_catalogue(ROOT / "templates").catalogue
-    assert render(template_content("order_ready", "pt_BR", ["x"]), catalogue) is None
+    assert render(template_content("order_ready", "es", ["x"]), catalogue) is None
     assert render(template_content("order_ready", "en_US", []), catalogue) is None
     assert render(text_content("hi"), catalogue) is None

@@ -17,15 +17,18 @@ from sqlalchemy.orm import Session
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import make_engine
 from conversation.events import UserRef
-from conversation.models import ConversationState, Order, OutboundMessage, Submission
+from conversation.models import Contact, ConversationState, Order, OutboundMessage, Submission
 from conversation.service import ConversationService
 from conversation.state import EngineConfig
+from conversation.texts.catalogue import shipped_catalogues
 from conversation.turn import process_event
 from templates.loader import load_directory
 from tests.conversation.transcript import TRANSCRIPTS, Customer, describe, load, matches
 from tests.support.database import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
+# The shipped texts of every language, English the default, as a deployment without overrides has.
+CONFIG = EngineConfig(catalogues=shipped_catalogues())
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
@@ -60,7 +63,7 @@ def test_transcript(flows: Session, name: str) -> None:
     for number, turn in enumerate(script["turns"], 1):
         where = f"{name} turn {number} ({turn})"
         event = customer.event(turn)
-        result = process_event(session, event, EngineConfig(), mark_as_read=False, now=event.timestamp)
+        result = process_event(session, event, CONFIG, mark_as_read=False, now=event.timestamp)
         session.commit()
         rows = session.scalars(
             select(OutboundMessage).where(OutboundMessage.id.in_(result.outbox_ids)).order_by(OutboundMessage.id)
@@ -77,11 +80,17 @@ def test_transcript(flows: Session, name: str) -> None:
             conv = session.scalar(select(ConversationState).where(ConversationState.user_key == "15550001111"))
             actual_state = f"{conv.conversation_flow}/{conv.current_step}" if conv else "none"
             assert actual_state == turn["state"], where
+        if "language" in turn:  # the conversation's, else (none) the one the contact keeps
+            conv = session.scalar(select(ConversationState).where(ConversationState.user_key == "15550001111"))
+            kept = session.scalar(select(Contact.language).where(Contact.user_key == "15550001111"))
+            assert (conv.language if conv else kept) == turn["language"], where
         if "submission" in turn:
             sub = session.scalars(select(Submission).order_by(Submission.created_at.desc())).first()
             assert sub is not None and sub.template_name == turn["submission"]["template"], where
             for key, value in turn["submission"]["answers"].items():
                 assert sub.answers.get(key) == value, f"{where}: answer {key}"
+            if "language" in turn["submission"]:
+                assert sub.language == turn["submission"]["language"], where
 
 
 def test_coffee_order_number_is_a_stored_order(flows: Session) -> None:
@@ -90,7 +99,7 @@ def test_coffee_order_number_is_a_stored_order(flows: Session) -> None:
     result = None
     for turn in turns:
         event = customer.event(turn)
-        result = process_event(flows, event, EngineConfig(), mark_as_read=False, now=event.timestamp)
+        result = process_event(flows, event, CONFIG, mark_as_read=False, now=event.timestamp)
         flows.commit()
         customer.saw(
             [r.content for r in flows.scalars(select(OutboundMessage).where(OutboundMessage.id.in_(result.outbox_ids)))]

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from conversation import turn
+from conversation import consent, turn, window
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.content import text_message
+from conversation.engine_settings import engine_config
 from conversation.events import InboundEvent, UserRef
 from conversation.models import Contact, ConversationEvent, ConversationState, InboundMessage, OutboundMessage
 from conversation.service import ConversationService
@@ -111,14 +112,9 @@ def test_engine_config_comes_from_the_settings() -> None:
     settings = load_settings(
         {"PARLEY_DEFAULT_EXPIRY_HOURS": "5", "PARLEY_FALLBACK_PERIOD_SECONDS": "90", "PARLEY_ENV": "development"}
     )
-    config = turn.engine_config(settings)
+    config = engine_config(settings)
     assert config.default_expiry == timedelta(hours=5) and config.fallback_period == timedelta(seconds=90)
     assert config.cancel_words == settings.cancel_words and config.fallback_text == settings.fallback_text
-
-
-def test_jsonb_safe_makes_any_payload_storable() -> None:
-    raw = {"text\x00": ["a\x00b", float("nan"), 1.5, "\ud800"]}
-    assert turn.jsonb_safe(raw) == {"text\ufffd": ["a\ufffdb", None, 1.5, "?"]}
 
 
 # --- the dead letter ----------------------------------------------------------------
@@ -213,3 +209,30 @@ def test_an_inbound_event_with_only_a_bsuid_is_keyed_by_it(session: Session) -> 
     state = session.scalars(select(ConversationState).where(ConversationState.user_key == result.user_key)).one()
     assert state.user_id == "US.13491208655302741918" and state.phone_number is None
     assert {row.to_user_id for row in session.scalars(select(OutboundMessage))} == {"US.13491208655302741918"}
+
+
+# --- notifications: the window and opt-out ---------------------------------------------
+
+
+def test_every_message_opens_the_window_from_when_it_was_sent(session: Session) -> None:
+    who = ann()
+    first = who.event({"send": "hi"})
+    turn.process_event(session, first, EngineConfig(), now=first.timestamp + timedelta(minutes=3))
+    assert window.last_inbound(session, "15550001111", "PNID") == first.timestamp
+    late = who.event({"send": "menu"})
+    turn.process_event(session, late, EngineConfig(), now=late.timestamp + timedelta(hours=5))
+    assert window.last_inbound(session, "15550001111", "PNID") == late.timestamp
+
+
+def test_stop_marks_the_contact_and_subscribe_clears_it(session: Session) -> None:
+    who = ann()
+    for said in ({"send": "order"}, {"send": "stop"}):
+        event = who.event(said)
+        result = turn.process_event(session, event, EngineConfig(), now=event.timestamp)
+    assert result.outcome == "opted_out"
+    assert consent.opted_out_since(session, "15550001111") == event.timestamp
+    assert turn.live_conversation(session, "15550001111", event.timestamp) is None
+    assert drop_offs(session, "15550001111")[-1] == ("new_order", "initial", "cancelled")
+    event = who.event({"send": "subscribe"})
+    assert turn.process_event(session, event, EngineConfig(), now=event.timestamp).outcome == "opted_in"
+    assert consent.opted_out_since(session, "15550001111") is None

@@ -56,3 +56,16 @@ def test_record_keeps_the_latest_message_per_customer_and_number(db_session: Ses
         ("111", T0 + timedelta(hours=2)),
         ("222", T0 - timedelta(hours=5)),
     ]
+
+
+def test_only_a_template_may_go_once_the_window_has_closed() -> None:
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    text = {"type": "text", "text": {"body": "hi"}}
+    template = {"type": "template", "template": {"name": "order_ready", "language": {"code": "en_US"}}}
+    assert window.refusal(text, now - timedelta(hours=23), now) is None
+    closed = window.refusal(text, now - timedelta(hours=25), now)
+    assert closed == "the 24-hour customer service window closed at 2026-12-03T11:00:00+00:00"
+    assert "never wrote" in (window.refusal(text, None, now) or "")
+    assert (
+        window.refusal(template, None, now) is None and window.refusal(template, now - timedelta(days=9), now) is None
+    )

@@ -8,6 +8,7 @@ Replies are written compactly: a text is its body; reply buttons are
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,16 @@ class Customer:
         self.user = user
         self.clock = start or datetime.now(UTC)
         self.n = 0
+        # Not id(self): Python reuses an id once an object is gone, and a later customer
+        # would then send the same wamids, which the claim drops as redeliveries.
+        self.key = uuid.uuid4().hex[:12]
         self.last_options: dict[str, str] = {}
 
     def event(self, turn: dict[str, Any]) -> InboundEvent:
         self.n += 1
         self.clock += timedelta(seconds=5)
         base = {
-            "wamid": f"wamid.T{self.n}.{id(self)}",
+            "wamid": f"wamid.T{self.n}.{self.key}",
             "user": self.user,
             "phone_number_id": "PNID",
             "timestamp": self.clock,

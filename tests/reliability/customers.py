@@ -130,14 +130,13 @@ def coffee(username: bool = False) -> Customer:
 
 
 def support_contact(username: bool = False) -> Customer:
-    """help → Contact us → a message → an email: the email comes back in the last reply."""
+    """help → Contact us → a message for the team: the customer is handed to a person, so the
+    bot says nothing to that message (it waits in the inbox), whatever the faults."""
     name, phone, bsuid = _identity(username)
-    email = f"{name.lower()}@example.com"
     turns = [
         Turn([Msg("help", replies=[lit(SUPPORT_LIST)])]),
-        Turn([Msg(tap=("contact", "Contact us"), replies=[lit("Please type your message for our team.")])]),
-        Turn([Msg(f"Hello team, {name} here: %s {{0}}", replies=[lit("Which email address should we reply to?")])]),
-        Turn([Msg(email, replies=[lit(f"Thanks! Our team will reply to {email} within one business day.")])]),
+        Turn([Msg(tap=("contact", "Contact us"), replies=[lit(HANDOFF_PROMPT)])]),
+        Turn([Msg(f"Hello team, {name} here: %s {{0}}", replies=[])]),
     ]
     return Customer(name, phone, bsuid, turns, ends=True)
 
@@ -172,6 +171,7 @@ def mixed(n: int, username_every: int = 4) -> list[Customer]:
     return [makers[i % len(makers)](username=(i % username_every == username_every - 1)) for i in range(n)]
 
 
+HANDOFF_PROMPT = "Okay, a person from our team will answer you here. Write your message whenever you like."
 APOLOGY = "Sorry, something went wrong on our side. Please try again in a moment."
 
 

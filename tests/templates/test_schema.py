@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from templates.schema import TemplateDef
+from templates.template_call import parse_duration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,3 +141,22 @@ def test_template_name_must_be_lower_snake() -> None:
     data = copy.deepcopy(shipped("account"))
     data["template_name"] = "My Account"
     assert any(e.startswith("template_name") for e in errors_of(data))
+
+
+def test_a_reminder_is_a_duration_with_a_text_or_a_template() -> None:
+    confirmation = TemplateDef.model_validate(shipped("new_order")).steps["confirmation"]
+    assert confirmation.remind_after == "30m" and confirmation.reminder_template is not None
+    assert parse_duration("30m") == timedelta(minutes=30) and parse_duration("2d") == timedelta(days=2)
+
+    def step_errors(**reminder: Any) -> list[str]:
+        data = shipped("new_order")
+        step = data["menu_structure"]["steps"]["confirmation"]
+        for key in ("remind_after", "reminder", "reminder_template"):
+            step.pop(key)
+        step.update(reminder)
+        return errors_of(data)
+
+    assert any("remind_after needs a reminder text or a reminder_template" in e for e in step_errors(remind_after="5m"))
+    assert any("a reminder needs remind_after" in e for e in step_errors(reminder="Still there?"))
+    assert any("String should match pattern" in e for e in step_errors(remind_after="soon", reminder="x"))
+    assert any("at most 30d" in e for e in step_errors(remind_after="31d", reminder="x"))

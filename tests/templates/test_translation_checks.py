@@ -6,8 +6,6 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from templates.loader import load_file
 from templates.schema import TemplateDef
 from templates.translation_checks import Languages, check_translations, keyword_errors
@@ -23,7 +21,9 @@ def new_order() -> TemplateDef:
 
 
 def pt_block() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "templates" / "pt_BR" / "new_order.yaml").read_text(encoding="utf-8"))
+    translations = new_order().translations
+    assert translations is not None
+    return copy.deepcopy(translations["pt_BR"])
 
 
 def lines(block: Any, language: str = "pt_BR") -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from templates.lint import lint_definitions
 from templates.loader import load_file
@@ -14,7 +13,7 @@ from templates.translation_checks import Languages, check_translations, keyword_
 from templates.translations import FlowTranslation, localize, text_slots
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("account", "main_menu", "new_order", "support")
+SHIPPED = ("account", "language", "main_menu", "new_order", "support")
 ACTIONS = {
     "place_order": frozenset({"order_id"}),
     "lookup_order": frozenset({"order_status"}),
@@ -29,8 +28,9 @@ def shipped(name: str) -> TemplateDef:
 
 
 def portuguese(name: str) -> FlowTranslation:
-    block = yaml.safe_load((ROOT / "templates" / "pt_BR" / f"{name}.yaml").read_text(encoding="utf-8"))
-    return FlowTranslation.model_validate(block)
+    translations = shipped(name).translations
+    assert translations is not None
+    return FlowTranslation.model_validate(translations["pt_BR"])
 
 
 def test_every_text_of_a_flow_has_an_address_and_its_limit() -> None:

@@ -24,6 +24,7 @@ from worker.guards import (
     StartRefused,
     check_broker_eviction,
     check_settings,
+    check_texts,
     check_visibility_timeout,
     longest_unacked_seconds,
 )
@@ -93,6 +94,15 @@ def test_production_without_secrets_is_refused_in_one_line() -> None:
 
 def test_production_with_every_secret_starts() -> None:
     assert check_settings(PRODUCTION).production
+
+
+def test_broken_text_overrides_refuse_the_start_in_one_line(tmp_path: Path) -> None:
+    check_texts(check_settings({"PARLEY_ENV": "test", "PARLEY_TEMPLATES_DIR": str(tmp_path)}))  # no overrides: fine
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "en.yaml").write_text('texts:\n  retry_title: "Try again, please, one more time"\n')
+    with pytest.raises(StartRefused) as refused:
+        check_texts(check_settings({"PARLEY_ENV": "test", "PARLEY_TEMPLATES_DIR": str(tmp_path)}))
+    assert "\n" not in str(refused.value) and "texts.retry_title" in str(refused.value)
 
 
 def test_fault_injection_is_refused_in_production_only() -> None:

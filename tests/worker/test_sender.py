@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
-from conversation import outbox
+from conversation import outbox, window
 from conversation.db import session_scope
 from conversation.models import Contact, OutboundMessage, utcnow
 from tests.support.graph_stub import GraphStub
@@ -38,12 +38,17 @@ def client(stub: GraphStub) -> GraphClient:
     return GraphClient(stub.url, "test-token", 1.0, 1.0)
 
 
-def customer(engine: Engine, texts: list[str], kinds: list[str] | None = None) -> str:
-    """A customer with pending outbox rows, oldest first; returns the user key."""
+def customer(
+    engine: Engine, texts: list[str], kinds: list[str] | None = None, wrote: timedelta | None = timedelta(0)
+) -> str:
+    """A customer with pending outbox rows, oldest first, who wrote ``wrote`` ago (None:
+    never, so their 24-hour window is closed); returns the user key."""
     phone = "1555" + str(uuid.uuid4().int)[:7]
     now = utcnow()
     with session_scope() as s:
         s.add(Contact(user_key=phone, phone_number=phone, pair_limit_hits=0))
+        if wrote is not None:
+            window.record_inbound(s, phone, "PNID", now - wrote)
         for i, text in enumerate(texts):
             kind = (kinds or ["message"] * len(texts))[i]
             content = (

@@ -31,6 +31,7 @@ EXPECTED = {
     "parley.maintenance.expire_conversations": MAINTENANCE_QUEUE,
     "parley.maintenance.sweep_outbox": MAINTENANCE_QUEUE,
     "parley.maintenance.prune_logs": MAINTENANCE_QUEUE,
+    "parley.maintenance.send_reminders": MAINTENANCE_QUEUE,
     "parley.maintenance.release_handoffs": MAINTENANCE_QUEUE,
     "parley.events.deliver": OUTBOUND_QUEUE,
     # Sent to one worker's own queue (worker/health.py); the default route is never used.
@@ -161,22 +162,28 @@ def test_a_database_outage_is_retried_until_the_database_is_back(broker: Stack, 
     message once it does, with nothing dead-lettered."""
     db_url = make_url(ADMIN_URL).set(database=f"parley_test_{uuid.uuid4().hex[:10]}")
     url = db_url.render_as_string(hide_password=False)
+    staging = db_url.set(database=f"{db_url.database}_new")
     wamid, raw = one_message("hi")
     process_payload.apply_async(args=[raw])
     try:
         with worker(broker, DATABASE_URL=url) as log_path:
             retried = "database unavailable, task retried"
             wait_until(lambda: retried in log_events(log_path), 60, "the task to retry the outage")
+            # The database appears migrated in one step (built under another name, then
+            # renamed): a retry that found it half-migrated would fail for good, not retry.
             admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{db_url.database}"'))
+                conn.execute(text(f'CREATE DATABASE "{staging.database}"'))
+            migrate(staging.render_as_string(hide_password=False))
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{staging.database}" RENAME TO "{db_url.database}"'))
             admin.dispose()
-            migrate(url)
             wait_until(lambda: outcomes(url, wamid) == ["fallback"], 60, "the retried task to handle the message")
             wait_until(lambda: queue.llen(INBOUND_QUEUE) == 0 and queue.hlen("unacked") == 0, 15, "acks")
             assert "inbound message failed" not in log_events(log_path)
     finally:
         drop_database(url)
+        drop_database(staging.render_as_string(hide_password=False))
 
 
 @pytest.mark.postgres

@@ -1,4 +1,4 @@
-"""The Flask CLI: ``flask --app webhook templates|conversations|submissions|stats|send-test|chat``.
+"""The Flask CLI: ``flask --app webhook templates|conversations|submissions|stats|send-test|chat|notify|orders``.
 
 ``create_app`` installs :class:`Commands` as ``app.cli``. Each command's module is
 imported when the ``flask`` command looks that command up, never when the app is built:
@@ -49,6 +49,18 @@ def _chat() -> click.Command:
     return chat
 
 
+def _notify() -> click.Command:
+    from webhook.cli.notify import notify_command
+
+    return notify_command
+
+
+def _orders() -> click.Command:
+    from webhook.cli.orders import orders_cli
+
+    return orders_cli
+
+
 COMMANDS: dict[str, Callable[[], click.Command]] = {
     "templates": _templates,
     "conversations": _conversations,
@@ -56,6 +68,8 @@ COMMANDS: dict[str, Callable[[], click.Command]] = {
     "stats": _stats,
     "send-test": _send_test,
     "chat": _chat,
+    "notify": _notify,
+    "orders": _orders,
 }
 
 

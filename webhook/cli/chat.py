@@ -130,8 +130,9 @@ class InProcess:
     def send(self, text: str | None, tap: Tap | None) -> Iterator[Reply]:
         # Imported here: the terminal chat over HTTP needs none of the engine.
         from conversation.db import session_scope
+        from conversation.engine_settings import engine_config
         from conversation.payload import parse_payload
-        from conversation.turn import answer_here, engine_config
+        from conversation.turn import answer_here
 
         body = inbound_webhook(self.user, text=text, tap=tap, name=self.name, wamid=new_wamid())
         replies: list[Reply] = []

@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 
 import click
-from flask import Flask
+from flask import current_app
+from flask.cli import with_appcontext
 
 from conversation.notifications import Created, NotificationRefused, NotificationRequest, TemplateRequest
 from worker.notify import submit
@@ -28,6 +29,7 @@ def refused(exc: NotificationRefused) -> click.ClickException:
 
 
 @click.command("notify")
+@with_appcontext
 @click.argument("user")
 @click.option("--template", "template", default=None, help="Message template name (templates/message_templates.yaml).")
 @click.option("--language", default="en_US", show_default=True, help="The template's language.")
@@ -53,11 +55,7 @@ def notify_command(
     call = TemplateRequest(template, language, list(params)) if template is not None else None
     request = NotificationRequest(user, key, template=call, text=text, phone_number_id=phone_number_id)
     try:
-        created = submit(request)
+        created = submit(request, current_app.config.get("HAND_OFF"), current_app.config["PARLEY_SETTINGS"])
     except NotificationRefused as exc:
         raise refused(exc) from None
     report(created, key)
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(notify_command)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import click
-from flask import Flask
+from flask import current_app
 from flask.cli import AppGroup
 
 from conversation.db import session_scope
@@ -22,13 +22,9 @@ def ready(order_id: str) -> None:
     try:
         with session_scope() as session:
             request = order_ready(session, order_id)
-        created = submit(request)
+        created = submit(request, current_app.config.get("HAND_OFF"), current_app.config["PARLEY_SETTINGS"])
     except OrderNotFound as exc:
         raise click.ClickException(str(exc)) from None
     except NotificationRefused as exc:
         raise refused(exc) from None
     report(created, request.idempotency_key)
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(orders_cli)

@@ -71,7 +71,7 @@ def list_submissions(template: str | None, since: str | None, until: str | None)
 def export_submissions(
     template: str | None, since: str | None, until: str | None, output: str | None, reveal_users: bool
 ) -> None:
-    """CSV: submitted_at, template, user, then one column per answer key."""
+    """CSV: submitted_at, template, user, language, then one column per answer key."""
     with session_scope() as session:
         rows = stats.submissions(session, template, _bound(since), _bound(until, end=True))
     if output is None:

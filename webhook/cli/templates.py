@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 import templates as templates_package
@@ -18,9 +19,11 @@ from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
 from conversation.template_status import not_approved
+from conversation.texts.catalogue import texts_problems
 from templates.lint import LintError
 from templates.loader import lint_definitions, load_directory, load_file
-from templates.message_templates import load_catalogue
+from templates.message_templates import CATALOGUE_FILE, load_catalogue
+from templates.template_uses import flow_template_uses, lint_template_uses
 
 SHIPPED = Path(templates_package.__file__).parent  # the flows that come with parley
 # The browser build of Graphviz the simulator draws with; `graph --format html` embeds it.
@@ -30,7 +33,8 @@ templates_cli = AppGroup("templates", help="Validate, load and inspect flow temp
 
 
 def _load(directory: str) -> tuple[dict, list]:
-    result = load_directory(Path(directory), actions=ACTION_PROVIDES, globals_=GLOBAL_PLACEHOLDERS)
+    language = current_app.config["PARLEY_SETTINGS"].default_language
+    result = load_directory(Path(directory), ACTION_PROVIDES, GLOBAL_PLACEHOLDERS, default_language=language)
     return result.templates, result.errors
 
 
@@ -42,23 +46,39 @@ def _load(directory: str) -> tuple[dict, list]:
     help="Also warn about message templates (of the folders given) whose last status from Meta is not APPROVED.",
 )
 def validate_templates(paths: tuple[str, ...], meta_status: bool) -> None:
-    """Check flow files and folders; exit 1 on any error (one line per error).
+    """Check flow files and folders, and the message templates beside them; exit 1 on any error.
 
     A folder is checked as one set; a single file is checked with the flows parley ships
     (replacing the one of its name), so its switches to other flows resolve.
     """
     valid: set[str] = set()
+    messages: set[str] = set()
     errors: list[LintError] = []
     for path in map(Path, paths):
         templates, found = _load(str(path)) if path.is_dir() else _load_beside_shipped(path)
         valid.update(templates)
         errors.extend(found)
-    for error in errors:
-        click.echo(str(error), err=True)
-    if errors:
-        click.echo(f"{len(errors)} error(s); a flow with an error is not valid until it is fixed.", err=True)
+        # The message templates of the flows' folder (a lone file without one: the shipped
+        # ones, as for its flows): their own rules, and the flows' uses of them.
+        catalogue = load_catalogue(_catalogue_folder(path))
+        if path.is_dir():  # a folder's own catalogue is reported; a lone file's is only used
+            messages.update(catalogue.catalogue.names())
+        errors.extend(catalogue.errors)
+        uses = [u for name, t in templates.items() for u in flow_template_uses(_source(path, name), t)]
+        errors.extend(lint_template_uses(uses, catalogue.catalogue) if not catalogue.errors else [])
+    errors = sorted(set(errors), key=LintError.sort_key)
+    # A folder's own texts (texts/ beside its flows) are checked too: a typo there stops the workers.
+    language = current_app.config["PARLEY_SETTINGS"].default_language
+    problems = [p for path in map(Path, paths) if path.is_dir() for p in texts_problems(path / "texts", language)]
+    for error in [*map(str, errors), *problems]:
+        click.echo(error, err=True)
+    if errors or problems:
+        count = len(errors) + len(problems)
+        click.echo(f"{count} error(s); a flow with an error is not valid until it is fixed.", err=True)
         sys.exit(1)
     click.echo(f"{len(valid)} template(s) OK: {', '.join(sorted(valid))}")
+    if messages:
+        click.echo(f"{len(messages)} message template(s) OK: {', '.join(sorted(messages))}")
     if meta_status:
         folders = [Path(p) for p in paths if Path(p).is_dir()] or [SHIPPED]
         for warning in unapproved_templates(folders):
@@ -70,6 +90,16 @@ def unapproved_templates(folders: list[Path]) -> list[str]:
     declared = sorted({key for folder in folders for key in load_catalogue(folder).catalogue.templates})
     with session_scope() as session:
         return not_approved(session, declared)
+
+
+def _catalogue_folder(path: Path) -> Path:
+    if path.is_dir():
+        return path
+    return path.parent if (path.parent / CATALOGUE_FILE).is_file() else SHIPPED
+
+
+def _source(path: Path, name: str) -> str:
+    return str(path / f"{name}.yaml") if path.is_dir() else str(path)
 
 
 def _load_beside_shipped(file: Path) -> tuple[dict, list]:

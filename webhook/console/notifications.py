@@ -5,47 +5,39 @@
 - ``POST /orders/ORDER_ID/ready``: the café's ``order_ready`` notice to whoever ordered;
 - ``GET /contacts/USER``: the customer's windows per business number and opt-out.
 
-Views are thin: one session per request, the domain (``conversation/notifications.py``)
-decides; the customer is handed to a sender only after the commit. Tests may set
-``app.config["SESSION_SCOPE"]`` (as for the admin API) and ``app.config["HAND_OFF"]``.
+Routes of the admin blueprint (its bearer check and JSON errors). Views are thin: one
+session per request, the domain (``conversation/notifications.py``) decides; the customer
+is handed to a sender only after the commit. Tests may set ``app.config["SESSION_SCOPE"]``
+(as for the admin API) and ``app.config["HAND_OFF"]``.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
 
 from conversation import window
-from conversation.db import session_scope
 from conversation.models import Contact, utcnow
+from conversation.notification_requests import parse_request
 from conversation.notifications import (
     Created,
     NotificationRefused,
     NotificationRequest,
     create_notification,
     get_notification,
-    parse_request,
     resolve,
 )
 from conversation.order_notices import OrderNotFound, order_ready
 from settings import Settings
 from templates.message_templates import load_catalogue
+from webhook.console.admin.base import bp, error_response, scope
 
 log = logging.getLogger(__name__)
-bp = Blueprint("notifications", __name__, url_prefix="/admin/api")
-
-
-def _scope() -> AbstractContextManager[Session]:
-    factory: Callable[[], AbstractContextManager[Session]] = current_app.config.get("SESSION_SCOPE", session_scope)
-    return factory()
 
 
 def _hand_off(user_key: str) -> None:
@@ -60,30 +52,11 @@ def _celery_hand_off(user_key: str) -> None:
 
 
 def _error(status: int, message: str, field: str | None = None) -> Response:
-    error: dict[str, Any] = {"status": status, "message": message}
+    """The admin API's error body, naming the request field at fault when there is one."""
+    response = error_response(status, message)
     if field is not None:
-        error["field"] = field
-    response = jsonify({"error": error})
-    response.status_code = status
+        response.set_data(json.dumps({"error": {"status": status, "message": message, "field": field}}))
     return response
-
-
-@bp.before_request
-def _authenticate() -> Response | None:
-    token: str = current_app.config["PARLEY_SETTINGS"].admin_token
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        response = _error(401, "send Authorization: Bearer <PARLEY_ADMIN_TOKEN>")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="parley-admin"'
-        return response
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return _error(403, "wrong admin token")
-    return None
-
-
-@bp.errorhandler(HTTPException)
-def _json_errors(exc: HTTPException) -> Response:
-    return _error(exc.code or 500, exc.description or exc.name)
 
 
 def _has_nul(node: Any) -> bool:
@@ -101,7 +74,7 @@ def _submit(build: Callable[[Session], NotificationRequest]) -> Response:
     settings: Settings = current_app.config["PARLEY_SETTINGS"]
     catalogue = load_catalogue(settings.templates_dir).catalogue
     try:
-        with _scope() as session:
+        with scope() as session:
             created: Created = create_notification(
                 session, build(session), catalogue, settings.phone_number_id, utcnow()
             )
@@ -135,26 +108,28 @@ def create() -> Response:
     return _submit(lambda _session: parsed)
 
 
-@bp.get("/notifications/<int:notification_id>")
-def show(notification_id: int) -> Response:
-    with _scope() as session:
-        found = get_notification(session, notification_id)
+@bp.get("/notifications/<id>")
+def show(id: str) -> Response:
+    found = None
+    if id.isdigit() and len(id) <= 18:
+        with scope() as session:
+            found = get_notification(session, int(id))
     if found is None:
-        return _error(404, f"no notification {notification_id}")
+        return _error(404, f"no notification {id}")
     return jsonify(found)
 
 
-@bp.post("/orders/<number>/ready")
-def order_is_ready(number: str) -> Response:
-    """Notify the customer who placed order ``number`` (``ORD-000002``) that it is ready."""
-    return _submit(lambda session: order_ready(session, number))
+@bp.post("/orders/<order>/ready")
+def order_is_ready(order: str) -> Response:
+    """Notify the customer who placed ``order`` (``ORD-000002``) that it is ready."""
+    return _submit(lambda session: order_ready(session, order))
 
 
 @bp.get("/contacts/<user>")
 def contact(user: str) -> Response:
     """What notifications need to know of a customer: opt-out and each number's window."""
     now = utcnow()
-    with _scope() as session:
+    with scope() as session:
         try:
             row = session.get(Contact, resolve(session, user).user_key)
         except NotificationRefused:
@@ -172,9 +147,3 @@ def contact(user: str) -> Response:
             "windows": windows,
         }
     return jsonify(body)
-
-
-def init_app(app: Flask) -> None:
-    settings: Settings = app.config["PARLEY_SETTINGS"]
-    if settings.admin_token:  # as the admin API: not served in production without a token
-        app.register_blueprint(bp)

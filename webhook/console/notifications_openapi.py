@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversation.notifications import MAX_KEY, MAX_TEXT, PUBLIC_STATUS
+from conversation.notification_requests import MAX_KEY, MAX_TEXT
+from conversation.notifications import PUBLIC_STATUS
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -51,10 +52,10 @@ SCHEMAS: dict[str, Any] = {
     "NotificationRequest": {
         **_obj(
             ["to", "idempotency_key"],
-            to={"type": "string", "description": "phone number with country code, or BSUID"},
-            idempotency_key={"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+            to={"type": "string", "pattern": r"\S", "description": "phone number with country code, or BSUID"},
+            idempotency_key={"type": "string", "pattern": r"\S", "maxLength": MAX_KEY},
             template={**_template, "additionalProperties": False},
-            text={"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "description": "inside the window only"},
+            text={"type": "string", "pattern": r"\S", "maxLength": MAX_TEXT, "description": "inside the window only"},
             phone_number_id={"type": "string", "description": "default: the number the customer last wrote to"},
         ),
         "oneOf": [{"required": ["template"]}, {"required": ["text"]}],

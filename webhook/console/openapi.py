@@ -11,7 +11,7 @@ from typing import Any
 
 from conversation.state import EndReason
 from templates.schema import TemplateDef
-from webhook.console import handoffs_openapi
+from webhook.console import handoffs_openapi, notifications_openapi
 
 REF = "#/components/schemas/{model}"
 MAX_LIMIT, MAX_OFFSET = 1000, 10**9
@@ -98,6 +98,7 @@ SCHEMAS: dict[str, Any] = {
         attempts=INT,
         wamid=_nullable("string"),
         inbound_wamid=_nullable("string"),
+        origin=_nullable("string", description="'notification' for one the business sent first; null for a reply"),
         last_error_code=_nullable("integer"),
         last_error=_nullable("string"),
         content={"type": "object", "description": "the WhatsApp message content"},
@@ -291,12 +292,17 @@ PATHS: dict[str, Any] = {
 
 PATHS.update(handoffs_openapi.PATHS)
 
+_parts = (notifications_openapi,)
+for _part in _parts:  # each feature's routes describe themselves beside their code
+    if set(_part.SCHEMAS) & (set(SCHEMAS) | set(_flow_defs)) or set(_part.PATHS) & set(PATHS):
+        raise RuntimeError(f"{_part.__name__} redefines a path or schema of the admin API")
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "parley admin API", "version": "1"},
-    "paths": PATHS,
+    "paths": {**PATHS, **{path: item for part in _parts for path, item in part.PATHS.items()}},
     "components": {
-        "schemas": {**_flow_defs, **SCHEMAS},
+        "schemas": {**_flow_defs, **SCHEMAS, **{name: s for part in _parts for name, s in part.SCHEMAS.items()}},
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
     },
     "security": [{"bearer": []}],

@@ -20,8 +20,11 @@ from sqlalchemy import or_, select
 
 from conversation.db import session_scope
 from conversation.models import InboundMessage, SandboxMessage
+from conversation.template_messages import render
 from settings import Settings, get_settings
+from templates.message_templates import Catalogue, load_catalogue
 from webhook import sandbox_enabled
+from webhook.console import sandbox_templates
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
 
@@ -165,7 +168,7 @@ def validate(body: Any) -> tuple[str, str | None]:
     if body.get("recipient_type", "individual") != "individual":
         raise Invalid("recipient_type must be 'individual'")
     to, recipient = body.get("to"), body.get("recipient")
-    # parley addresses by phone when known, else by BSUID (DESIGN.md): exactly one.
+    # parley addresses by phone when known, else by BSUID: exactly one.
     if (to is None) == (recipient is None):
         raise Invalid("exactly one of 'to' (phone) and 'recipient' (BSUID) is required")
     if to is not None and not (isinstance(to, str) and PHONE.match(to)):
@@ -180,8 +183,12 @@ def validate(body: Any) -> tuple[str, str | None]:
             raise Invalid("text.preview_url must be true or false")
     elif kind == "interactive":
         _interactive(body.get("interactive"))
+    elif kind == "template":
+        problem = sandbox_templates.shape_problem(body.get("template"))
+        if problem is not None:
+            raise Invalid(problem)
     else:
-        raise Invalid("type must be 'text' or 'interactive' in the sandbox")
+        raise Invalid("type must be 'text', 'interactive' or 'template' in the sandbox")
     return "message", to or recipient
 
 
@@ -199,6 +206,10 @@ def messages(version: str, phone_number_id: str) -> tuple[Response, int]:
     except Invalid as exc:
         return _graph_error(400, 100, "Invalid parameter", str(exc))
     body = request.get_json()
+    if body.get("type") == "template":
+        refused = sandbox_templates.refusal(body, load_catalogue(_settings().templates_dir).catalogue)
+        if refused is not None:
+            return _graph_error(*refused)
     wamid = "wamid.SANDBOX" + uuid.uuid4().hex.upper()
     with session_scope() as session:
         if kind == "mark_read":
@@ -225,8 +236,10 @@ def _reader(session: Any, message_id: str) -> str | None:
     return user_key
 
 
-def _row(m: SandboxMessage) -> dict[str, Any]:
+def _row(m: SandboxMessage, catalogue: Catalogue) -> dict[str, Any]:
+    shown = render(m.body, catalogue) if m.kind == "message" else None
     return {
+        **({"rendered": shown.as_dict()} if shown is not None else {}),
         "id": m.id,
         "wamid": m.wamid,
         "phone_number_id": m.phone_number_id,
@@ -255,13 +268,16 @@ def list_messages() -> Response | tuple[Response, int]:
         query = query.where(or_(*(SandboxMessage.recipient == f for f in forms)))
     with session_scope() as session:
         rows = session.scalars(query.order_by(SandboxMessage.id).limit(limit)).all()
-        return jsonify([_row(m) for m in rows])
+        catalogue = load_catalogue(_settings().templates_dir).catalogue
+        return jsonify([_row(m, catalogue) for m in rows])
 
 
-def _summary(body: dict[str, Any]) -> tuple[str, list[str]]:
+def _summary(body: dict[str, Any], catalogue: Catalogue) -> tuple[str, list[str]]:
     """What the user would see: the text, and the buttons or rows to tap."""
     if body.get("status") == "read":
         return "✓✓ read", []
+    if body.get("type") == "template":
+        return sandbox_templates.summary(body, catalogue)
     if body.get("type") == "text":
         return str(body.get("text", {}).get("body", "")), []
     interactive = body.get("interactive", {})
@@ -295,7 +311,8 @@ def page() -> str:
     with session_scope() as session:
         latest = session.scalars(select(SandboxMessage).order_by(SandboxMessage.id.desc()).limit(50)).all()
         # render_template_string autoescapes: message text is user-controlled.
-        return render_template_string(PAGE, rows=[(m, *_summary(m.body)) for m in latest])
+        catalogue = load_catalogue(_settings().templates_dir).catalogue
+        return render_template_string(PAGE, rows=[(m, *_summary(m.body, catalogue)) for m in latest])
 
 
 def init_app(app: Flask) -> None:

@@ -26,10 +26,15 @@ from sqlalchemy.orm import Session
 import settings as settings_module
 from conversation import history
 from conversation.db import session_scope
+from conversation.engine_settings import engine_config
 from conversation.models import utcnow
 from conversation.service import ConversationService, to_definition
+from conversation.template_messages import with_rendered
+from conversation.turn import set_language
 from settings import Settings
 from templates.diagrams import GraphvizMissing, build_graph, render, to_dot, to_mermaid
+from templates.languages import LanguageError, canonical
+from templates.message_templates import Catalogue, load_catalogue
 from webhook import simulator_enabled
 from webhook.console import replays
 from webhook.console.webhooks import (
@@ -69,6 +74,10 @@ def business_number(session: Session, settings: Settings) -> str:
 
 def _settings() -> Settings:
     return current_app.config["PARLEY_SETTINGS"]
+
+
+def _catalogue() -> Catalogue:
+    return load_catalogue(_settings().templates_dir).catalogue
 
 
 @bp.before_request
@@ -118,7 +127,26 @@ def config() -> Response:
         templates=names,
         users=recent,
         replays=replays.catalogue(),
+        languages=engine_config(settings).catalogues.languages,
     )
+
+
+@bp.post("/api/language")
+def switch_language() -> tuple[Response, int]:
+    """Speak another language to the customer from their next message (``{user, language}``)."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadInput("send a JSON object: {user, language}")
+    user = normalize_user(data.get("user"))
+    try:
+        language = canonical(str(data.get("language") or ""))
+    except LanguageError as exc:
+        raise BadInput(str(exc)) from None
+    with session_scope() as session:
+        known = set_language(session, user, language)
+    if not known:  # nothing to remember it on yet; the first keyword sets the language anyway
+        return jsonify(error=f"no customer {user} yet: send a message first"), 404
+    return jsonify(user=user, language=language), 200
 
 
 @bp.post("/api/send")
@@ -164,14 +192,17 @@ def list_replies() -> Response:
     except ValueError:
         raise BadInput("after_id must be a whole number") from None
     with session_scope() as session:
-        return jsonify(messages=history.replies(session, user, sandbox=_settings().sandbox, after_id=after_id))
+        found = history.replies(session, user, sandbox=_settings().sandbox, after_id=after_id)
+    return jsonify(messages=with_rendered(found, _catalogue()))
 
 
 @bp.get("/api/history")
 def thread() -> Response:
     user = normalize_user(request.args.get("user"))
     with session_scope() as session:
-        return jsonify(history.thread(session, user, sandbox=_settings().sandbox))
+        found = history.thread(session, user, sandbox=_settings().sandbox)
+    with_rendered(found["items"], _catalogue())
+    return jsonify(found)
 
 
 @bp.get("/api/diagram/<template>")
@@ -202,11 +233,12 @@ def play(payloads: list[dict[str, Any]], settings: Settings, fresh: bool, deadli
     could take one customer's messages in the other order. Stops at ``deadline``.
     """
     tag = uuid.uuid4().hex[:8]
+    shift = replays.shift_to(payloads, time.time()) if fresh else 0
     results: list[dict[str, Any]] = []
     for index, recorded in enumerate(payloads):
         if time.monotonic() > deadline:
             break
-        body = replays.refresh(recorded, tag) if fresh else recorded
+        body = replays.refresh(recorded, tag, shift) if fresh else recorded
         result: dict[str, Any] = {"index": index, "users": replays.users_of(body)}
         try:
             answer = post_webhook(body, settings)
@@ -252,4 +284,6 @@ def replay() -> tuple[Response, int]:
 
 def init_app(app: Flask) -> None:
     if simulator_enabled(app.config["PARLEY_SETTINGS"]):
+        from webhook.console import simulator_notify  # noqa: F401 (its routes join bp)
+
         app.register_blueprint(bp)

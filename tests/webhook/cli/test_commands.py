@@ -9,7 +9,7 @@ from settings import load_settings
 from webhook import create_app
 from webhook.cli import COMMANDS
 
-NAMES = {"templates", "conversations", "submissions", "stats", "send-test", "chat"}
+NAMES = {"templates", "conversations", "submissions", "stats", "send-test", "chat", "notify", "orders"}
 
 
 def app() -> Flask:

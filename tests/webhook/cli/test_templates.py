@@ -35,7 +35,10 @@ def misspelled_copy(tmp_path: Path) -> Path:
 def test_validate_a_folder() -> None:
     done = run("validate", str(SHIPPED))
     assert done.exit_code == 0, done.stderr
-    assert done.stdout == "5 template(s) OK: account, cart_order, main_menu, new_order, support\n"
+    assert done.stdout == (
+        "6 template(s) OK: account, cart_order, language, main_menu, new_order, support\n"
+        "2 message template(s) OK: order_ready, order_reminder\n"
+    )
 
 
 def test_validate_one_file_resolves_switches_to_the_shipped_flows(tmp_path: Path) -> None:
@@ -105,3 +108,41 @@ def test_validate_meta_status_warns_about_a_template_meta_has_not_approved(db_se
     done = run("validate", str(SHIPPED), "--meta-status")
     assert done.exit_code == 0, done.stderr
     assert done.stderr == "warning: order_ready (en_US): Meta's last status is PAUSED\n"
+
+
+# --- translations and parley's own texts ------------------------------------------------
+
+
+def test_an_incomplete_translation_is_refused_line_by_line(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    path = folder / "support.yaml"
+    text = path.read_text(encoding="utf-8")
+    # Two defects: a step's Portuguese prompt gone, another's placeholder lost.
+    gone = '        prompt: "Qual é o número do seu pedido? (por exemplo, ORD-000123)"\n'
+    lost = ('prompt: "Pedido {order_number}: {order_status}"', 'prompt: "Pedido {order_number}: {situacao}"')
+    assert text.count(gone) == 1 and text.count(lost[0]) == 1
+    path.write_text(text.replace(gone, "").replace(*lost), encoding="utf-8")
+    done = run("validate", str(folder))
+    assert (done.exit_code, done.stdout) == (1, "")
+    assert done.stderr.splitlines() == [
+        f"{path}: step order_number: translations.pt_BR.prompt: missing: the en text is"
+        " 'What is your order number? (e.g. ORD-000123)'",
+        f"{path}: step order_status: translations.pt_BR.prompt: placeholder {{order_status}} of the en text is missing",
+        f"{path}: step order_status: translations.pt_BR.prompt: placeholder {{situacao}} is not in the en text",
+        "3 error(s); a flow with an error is not valid until it is fixed.",
+    ]
+
+
+def test_a_broken_text_override_beside_the_flows_is_refused_too(tmp_path: Path) -> None:
+    folder = tmp_path / "flows"
+    shutil.copytree(SHIPPED, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (folder / "texts").mkdir()
+    override = folder / "texts" / "pt_BR.yaml"
+    override.write_text('texts:\n  cancelld: "Cancelado."\n  media: "Não consigo abrir {what}."\n', encoding="utf-8")
+    done = run("validate", str(folder))
+    assert (done.exit_code, done.stdout) == (1, "")
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3 and lines[-1] == "2 error(s); a flow with an error is not valid until it is fixed."
+    assert all(line.startswith(f"{override}: texts.") for line in lines[:2])
+    assert "cancelld" in lines[0] and "{expected}" in lines[1]

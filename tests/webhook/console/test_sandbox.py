@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 
 from conversation import db
 from conversation.models import Base, InboundMessage
+from conversation.template_messages import template_content
 from settings import load_settings
 from webhook.console import sandbox
 
@@ -284,3 +285,44 @@ def test_graph_client_talks_to_the_sandbox_over_http(client: FlaskClient) -> Non
     assert [m["wamid"] for m in recorded(client, recipient=BSUID)] == [wamid]
     assert (too_many.value.disposition, too_many.value.code) == ("permanent", 100)
     assert (denied.value.disposition, denied.value.code) == ("auth", 190)
+
+
+# --- template messages: accepted when the catalogue declares them, shown as WhatsApp does ---
+
+
+def template(name: str = "order_ready", language: str = "en_US", values: tuple[str, ...] = ("ORD-000002",)) -> Any:
+    return message(template_content(name, language, list(values)))
+
+
+def test_a_declared_template_is_accepted_and_read_back_as_whatsapp_shows_it(client: FlaskClient) -> None:
+    answer = send(client, template())
+    assert answer.status_code == 200, answer.json
+    [row] = client.get("/sandbox/messages").json
+    assert row["body"]["type"] == "template"
+    assert row["rendered"] == {
+        "name": "order_ready",
+        "language": "en_US",
+        "header": "Your order is ready",
+        "body": "Good news: your order ORD-000002 is ready. Come and pick it up whenever you like.",
+        "footer": "Reply STOP to stop these notices",
+        "buttons": [],
+    }
+    page = client.get("/sandbox").get_data(as_text=True)
+    assert "Good news: your order ORD-000002 is ready." in page and "(template order_ready, en_US)" in page
+
+
+def test_unknown_templates_and_wrong_parameter_counts_get_metas_codes(client: FlaskClient) -> None:
+    unknown = send(client, template(name="no_such_template"))
+    assert unknown.status_code == 404 and unknown.json["error"]["code"] == 132001
+    wrong_language = send(client, template(language="de"))  # order_ready has en_US and pt_BR
+    assert wrong_language.json["error"]["code"] == 132001
+    wrong_count = send(client, template(values=("ORD-1", "extra")))
+    assert wrong_count.status_code == 400 and wrong_count.json["error"]["code"] == 132000
+    assert client.get("/sandbox/messages").json == []
+
+
+def test_a_malformed_template_send_is_an_invalid_parameter(client: FlaskClient) -> None:
+    for broken in ({"name": "order_ready"}, {"name": "", "language": {"code": "en_US"}}):
+        answer = send(client, message({"type": "template", "template": broken}))
+        assert answer.status_code == 400 and answer.json["error"]["code"] == 100
+        assert "template." in answer.json["error"]["error_data"]["details"]

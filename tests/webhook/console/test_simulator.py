@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,15 +23,20 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 import settings as settings_module
 from conversation import db
-from conversation.models import ConversationState, InboundMessage, OutboundMessage, SandboxMessage, utcnow
+from conversation.engine_settings import engine_config
+from conversation.events import UserRef
+from conversation.models import Contact, ConversationState, InboundMessage, OutboundMessage, SandboxMessage, utcnow
 from conversation.payload import parse_payload
+from conversation.turn import process_event
 from settings import ROOT, Settings, SettingsError, load_settings
 from templates import diagrams
 from tests.conftest import engine_with_shipped_flows
+from tests.conversation.transcript import Customer
 from tests.support.services import service_missing
 from webhook import simulator_enabled
 from webhook.console import simulator
@@ -172,7 +178,7 @@ def test_asked_for_without_an_admin_token_refuses_to_start() -> None:
 
 def test_config_lists_templates_examples_and_the_public_dev_token(client: FlaskClient) -> None:
     body = client.get("/simulator/api/config").json
-    assert body["templates"] == ["account", "cart_order", "main_menu", "new_order", "support"]
+    assert body["templates"] == ["account", "cart_order", "language", "main_menu", "new_order", "support"]
     assert {r["name"] for r in body["replays"]} == {"coffee_order", "statuses_out_of_order", "batch_two_users"}
     assert body["admin_token"] == settings_module.DEV_ADMIN_TOKEN
     assert body["protected"] is False and body["sandbox"] is True
@@ -384,6 +390,15 @@ def test_replay_posts_every_body_in_order_duplicates_included(
         recorded[1]["entry"][0]["changes"][0]["value"]["messages"][0]["id"] + "."
     )  # ... with a fresh id
     assert sent[4] == recorded[4]  # statuses untouched, out of order as recorded
+    # ... and sent now, as a customer inside the 24-hour window, one after the other as recorded
+    stamps = [
+        int(m["timestamp"])
+        for b in sent
+        for e in b["entry"]
+        for c in e["changes"]
+        for m in c["value"].get("messages", [])
+    ]
+    assert abs(max(stamps) - time.time()) < 60 and stamps == sorted(stamps)
 
 
 def test_replay_of_an_upload_as_recorded(client: FlaskClient, receiver: Receiver, quick_replay: None) -> None:
@@ -464,3 +479,37 @@ def test_live_replies_are_the_outbox_rows_with_their_status(store: None, receive
         "failed",
         "(#131030) not allowed",
     )
+
+
+def test_switching_the_language_speaks_it_from_the_next_message(client: FlaskClient) -> None:
+    phone = user()
+    now = utcnow()
+    add(
+        ConversationState(
+            user_key=phone,
+            phone_number=phone,
+            conversation_flow="new_order",
+            current_step="quantity",
+            context={"product": "coffee", "product_title": "Coffee"},
+            last_interaction=now,
+            expires_at=now + timedelta(hours=24),
+            language="en",
+        ),
+        Contact(user_key=phone, phone_number=phone, language="en", pair_limit_hits=0),
+    )
+    assert client.get("/simulator/api/config").json["languages"] == ["en", "pt_BR"]
+    unknown = client.post("/simulator/api/language", json={"user": user(), "language": "pt_BR"})
+    assert unknown.status_code == 404 and "send a message first" in unknown.json["error"]
+    switched = client.post("/simulator/api/language", json={"user": phone, "language": "pt-br"})
+    assert (switched.status_code, switched.json) == (200, {"user": phone, "language": "pt_BR"})
+    assert client.get(f"/simulator/api/state?user={phone}").json["conversation"]["language"] == "pt_BR"
+    assert client.post("/simulator/api/language", json={"user": phone, "language": "xx"}).status_code == 400
+
+    # The customer's next message, through the real turn: answered in Portuguese.
+    event = Customer(UserRef(user_id=None, phone=phone, profile_name="Ann")).event({"send": "muitos"})
+    with db.session_scope() as session:
+        result = process_event(session, event, engine_config(make_settings()), mark_as_read=False)
+        ids = OutboundMessage.id.in_(result.outbox_ids)
+        replies = [c["text"]["body"] for c in session.scalars(select(OutboundMessage.content).where(ids))]
+        kept = session.scalar(select(Contact.language).where(Contact.user_key == phone))
+    assert replies == ["Envie um número inteiro de 1 a 50, por exemplo: 2"] and kept == "pt_BR"

@@ -1,4 +1,5 @@
-"""Admin JSON API under ``/admin/api``: templates, conversations, submissions, outbound, stats.
+"""Admin JSON API under ``/admin/api``: templates, conversations, submissions, outbound, stats,
+notifications.
 
 Every route but ``/admin/api/openapi.json`` needs ``Authorization: Bearer <token>``
 (settings.admin_token): 401 without it, 403 with a wrong one. In production without
@@ -13,12 +14,13 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from webhook import admin_enabled
+from webhook.console import notifications
 from webhook.console.admin import conversations, message_templates, submissions, templates
 from webhook.console.admin.base import bp, json_errors
 from webhook.console.openapi import SPEC
 
 # Imported for their routes, which they add to ``bp``.
-ROUTES = (templates, conversations, submissions, message_templates)
+ROUTES = (templates, conversations, submissions, notifications, message_templates)
 
 
 @bp.get("/openapi.json")

@@ -77,6 +77,7 @@ def _outbound(row: OutboundMessage) -> dict[str, Any]:
         "attempts": row.attempts,
         "wamid": row.wamid,
         "inbound_wamid": row.inbound_wamid,
+        "origin": row.origin,
         "last_error_code": row.last_error_code,
         "last_error": row.last_error,
         "content": row.content,

@@ -85,16 +85,33 @@ def users_of(body: dict[str, Any]) -> list[str]:
     return users
 
 
-def refresh(body: dict[str, Any], tag: str) -> dict[str, Any]:
-    """``body`` with every message id suffixed by ``tag``.
+def refresh(body: dict[str, Any], tag: str, shift: int = 0) -> dict[str, Any]:
+    """``body`` with every message id suffixed by ``tag`` and sent ``shift`` seconds later.
 
-    Without it a second replay would be all duplicates (the wamid is the dedupe key).
+    Without the suffix a second replay would be all duplicates (the wamid is the dedupe key).
     The same id within one replay gets the same suffix, so recorded duplicates stay
-    duplicates; statuses keep their ids (they name messages of ours).
+    duplicates; statuses are left as recorded (they name messages of ours). The shift (see
+    :func:`shift_to`) makes the recording happen now: a customer who wrote weeks ago is
+    outside the 24-hour window, and no reply to them would go.
     """
     fresh = copy.deepcopy(body)
     for value in _values(fresh):
         for message in _items(value, "messages"):
             if isinstance(message.get("id"), str):
                 message["id"] = f"{message['id']}.{tag}"[:256]
+            stamp = message.get("timestamp")
+            if shift and isinstance(stamp, str) and stamp.isdigit():
+                message["timestamp"] = str(int(stamp) + shift)
     return fresh
+
+
+def shift_to(bodies: list[dict[str, Any]], now: float) -> int:
+    """Seconds that move the recording's latest message to ``now`` (0 when it is not earlier)."""
+    stamps = [
+        int(item["timestamp"])
+        for body in bodies
+        for value in _values(body)
+        for item in _items(value, "messages")
+        if isinstance(item.get("timestamp"), str) and item["timestamp"].isdigit()
+    ]
+    return max(int(now) - max(stamps), 0) if stamps else 0

@@ -121,6 +121,8 @@ function botBubble(reply) {
     bubble.append(text);
   } else if (content.type === "interactive") {
     renderInteractive(wrap, bubble, content.interactive || {}, reply.wamid);
+  } else if (content.type === "template" && typeof renderTemplate === "function") {
+    renderTemplate(bubble, reply); // notify.js
   } else {
     bubble.append(el("div", "text muted", `[${content.type || reply.kind}]`));
   }
@@ -288,7 +290,23 @@ function until(iso) {
   return minutes >= 60 ? `in ${Math.floor(minutes / 60)} h ${minutes % 60} min` : `in ${minutes} min ${Math.floor(ms / 1000) % 60} s`;
 }
 
+// The customer's language, switched from the page; a keyword of another language switches it too.
+async function switchLanguage(language) {
+  if (!sim.user) return;
+  try {
+    await apiJson("api/language", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user: sim.user, language }),
+    });
+    showBanner(`From the next message on, parley speaks ${language} to this customer.`);
+  } catch (err) {
+    showBanner("Language not switched: " + err.message);
+  }
+}
+
 function renderState(conversation) {
+  if (conversation && conversation.language && document.activeElement !== $("language")) $("language").value = conversation.language;
   const box = $("state");
   const previous = sim.state;
   sim.state = conversation;
@@ -554,6 +572,7 @@ async function loadConfig() {
   $("recent-users").replaceChildren(...sim.config.users.map((u) => Object.assign(el("option"), { value: u.user, label: u.name || "" })));
   $("funnel-template").replaceChildren(...sim.config.templates.map((t) => Object.assign(el("option", "", t), { value: t })));
   $("replay-example").replaceChildren(...sim.config.replays.map((r) => Object.assign(el("option", "", `${r.name} (${r.payloads})`), { value: r.name, title: r.description })));
+  $("language").replaceChildren(...(sim.config.languages || []).map((l) => Object.assign(el("option", "", l), { value: l })));
   describeReplay();
   if (sim.config.templates.length) {
     const first = sim.config.templates.includes("main_menu") ? "main_menu" : sim.config.templates[0];
@@ -604,6 +623,7 @@ function wire() {
     if (!sim.state) showDiagram(event.target.value, null); // nothing live to follow: draw the chosen flow
   });
   $("replay-example").addEventListener("change", describeReplay);
+  $("language").addEventListener("change", (event) => switchLanguage(event.target.value));
   $("replay-form").addEventListener("submit", playReplay);
 }
 

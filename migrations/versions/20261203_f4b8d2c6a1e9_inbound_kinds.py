@@ -1,8 +1,8 @@
 """inbound kinds: what an edit or deletion is about, marketing opt-out, Meta's template statuses
 
-Revision ID: e5a7c3b9d1f2
-Revises: d9e1f4a2b6c8
-Create Date: 2026-12-03 07:30:00
+Revision ID: f4b8d2c6a1e9
+Revises: e3a7c1b9d5f2
+Create Date: 2026-12-03 08:20:00
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "e5a7c3b9d1f2"
-down_revision: str | None = "d9e1f4a2b6c8"
+revision: str = "f4b8d2c6a1e9"
+down_revision: str | None = "e3a7c1b9d5f2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
