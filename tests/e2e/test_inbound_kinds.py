@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
 from conversation.models import (
     Contact,
@@ -28,13 +28,11 @@ from conversation.models import (
     Order,
     OutboundMessage,
     Submission,
-    utcnow,
 )
-from conversation.notifications import NotificationRequest, TemplateNotSendable, TemplateRequest, create_notification
 from conversation.template_status_models import MessageTemplateStatus
-from templates.message_templates import load_catalogue
+from settings import DEV_ADMIN_TOKEN
 from tests.support.graph_stub import GraphStub
-from tests.support.stack import ROOT, Stack, wait_until
+from tests.support.stack import Stack, wait_until
 from tests.support.webhooks import PHONE_NUMBER_ID, contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
@@ -45,6 +43,7 @@ SAMPLE_PHONE, SAMPLE_NEW_PHONE = "16505551234", "16505550000"
 SAMPLE_BSUID = "US.13491208655302741918"
 SAMPLE_NEW_BSUIDS = ("US.77012345678901234567", "US.88012345678901234567")
 SAMPLE_NUMBER_ID = "106540352242922"
+AUTH = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 WAMID = re.compile(r"wamid\.[A-Za-z0-9=_-]+")
 
 
@@ -212,13 +211,22 @@ def test_a_whatsapp_flows_answers_become_a_submission(stack: Stack, graph: Graph
     assert [k for (k,) in queued] == ["mark_read"]
 
 
-def refused(db: Engine, to: str, name: str, parameters: list[str]) -> TemplateNotSendable:
-    """What the notifications API's domain answers a template notification now (rolled back)."""
-    catalogue = load_catalogue(ROOT / "templates").catalogue
-    request = NotificationRequest(to, f"e2e:{uuid.uuid4()}", template=TemplateRequest(name, "en_US", parameters))
-    with Session(db) as session, pytest.raises(TemplateNotSendable) as caught:
-        create_notification(session, request, catalogue, PHONE_NUMBER_ID, utcnow())
-    return caught.value
+def notify(stack: Stack, to: str, name: str, parameters: list[str]) -> requests.Response:
+    """POST a template notification to the notifications API of the running stack."""
+    payload = {
+        "to": to,
+        "idempotency_key": f"e2e:{uuid.uuid4()}",
+        "template": {"name": name, "language": "en_US", "parameters": parameters},
+        "phone_number_id": PHONE_NUMBER_ID,  # for a customer who never wrote: the number it goes from
+    }
+    return requests.post(f"{stack.base_url}/admin/api/notifications", json=payload, headers=AUTH, timeout=10)
+
+
+def refused(stack: Stack, to: str, name: str, parameters: list[str]) -> str:
+    """The API's 409 message for a template notification it will not send (nothing queued)."""
+    answer = notify(stack, to, name, parameters)
+    assert answer.status_code == 409, answer.text
+    return answer.json()["error"]["message"]
 
 
 def template_says(stack: Stack, db: Engine, fixture: str, **value: Any) -> None:
@@ -253,17 +261,13 @@ def test_a_stop_of_promotions_makes_a_marketing_template_409(stack: Stack, graph
     # Meta moves order_reminder to MARKETING (the shipped catalogue declares no marketing template).
     template_says(stack, db, "template_category_update", new_category="MARKETING")
     try:
-        answer = refused(db, ann.bsuid, "order_reminder", ["Ann"])
-        assert answer.status == 409 and "stopped marketing messages" in answer.message
-        with Session(db) as session:  # a customer who did not stop still gets it
-            request = NotificationRequest(
-                bob.phone, f"e2e:{uuid.uuid4()}", template=TemplateRequest("order_reminder", "en_US", ["Bob"])
-            )
-            created = create_notification(
-                session, request, load_catalogue(ROOT / "templates").catalogue, PHONE_NUMBER_ID, utcnow()
-            )
-            assert created.created
-            session.rollback()
+        assert "stopped marketing messages" in refused(stack, ann.bsuid, "order_reminder", ["Ann"])
+        with db.connect() as conn:
+            queued = conn.execute(select(OutboundMessage.id).where(OutboundMessage.user_key == ann.bsuid)).all()
+        assert queued == []  # the refusal queued nothing
+        # A customer who did not stop still gets it.
+        created = notify(stack, bob.phone, "order_reminder", ["Bob"])
+        assert created.status_code == 202 and created.json()["status"] == "pending", created.text
         assert stack.post(ann.fixture("user_preferences_resume")).status_code == 200
         wait_until(lambda: not stopped(), TIMEOUT, "the resume stored")
     finally:  # the stack is shared: leave the template as Meta first had it
@@ -274,7 +278,7 @@ def test_a_paused_template_409s_until_meta_reinstates_it(stack: Stack, db: Engin
     ann = Person()
     template_says(stack, db, "template_status_paused")
     try:
-        answer = refused(db, ann.phone, "order_ready", ["ORD-000001"])
-        assert answer.status == 409 and answer.message.startswith("the message template order_ready (en_US) is PAUSED")
+        message = refused(stack, ann.phone, "order_ready", ["ORD-000001"])
+        assert message.startswith("the message template order_ready (en_US) is PAUSED")
     finally:  # the stack is shared: other tests send order_ready
         template_says(stack, db, "template_status_approved")
