@@ -195,10 +195,12 @@ ROUTES: tuple[Route, ...] = (
     Route("expired", _expired, _end_expired),  # time first: an expired conversation is over
     Route("reaction", _reaction, _record_reaction),  # recorded by the caller, never answered
     Route("event", is_event, record_event),  # the kinds table's events: recorded, never answered
-    Route("edit", is_edit, edit_or_record),  # re-answers only the latest typed answer
     Route("flow gone", _flow_gone, _end_gone_flow),
     Route("opt-out/opt-in word", consent_route.is_consent_word, consent_route.change_consent),  # even handed off
     Route("handed off", handoff_routes.handed_off, handoff_routes.keep_for_person),  # the bot is paused
+    Route(
+        "edit", is_edit, edit_or_record
+    ),  # re-answers only the latest typed answer (not while a person has the customer)
     Route("handoff word", handoff_routes.handoff_word, handoff_routes.hand_to_person),
     Route("way-out button", _way_out_button, _way_out_choice),  # the engine's own parley:* ids
     Route("order", is_order, take_order),  # a catalog cart: the order flow, else stored

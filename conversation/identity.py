@@ -23,10 +23,12 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from conversation.events import IdentityChange
+from conversation.handoff_models import Handoff
 from conversation.models import (
     Contact,
     ConversationEvent,
     ConversationState,
+    CustomerWindow,
     InboundMessage,
     Order,
     OutboundMessage,
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 
 def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max((v for v in (a, b) if v is not None), default=None)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min((v for v in (a, b) if v is not None), default=None)
 
 
 def _largest(a: int | None, b: int | None) -> int:
@@ -57,6 +63,9 @@ CONTACT_MERGE: dict[str, Callable[[Any, Any], Any]] = {
     "sender_lease_until": _newest,
     "send_not_before": _newest,
     "pair_limit_hits": _largest,
+    # Opted out (of notifications, of marketing) if either identity was, since the first time.
+    "opted_out_at": _earliest,
+    "marketing_opted_out_at": _earliest,
 }
 # Rows that belong to a customer by user_key and simply follow them.
 CARRIED = (InboundMessage, Submission, ConversationEvent, Order, OutboundMessage)
@@ -113,6 +122,8 @@ def move_customer(session: Session, change: IdentityChange, now: datetime) -> Mo
                 setattr(target, column, combine(getattr(target, column), getattr(old, column)))
             session.delete(old)
         _move_conversation(session, old_key, new_key)
+        _move_windows(session, old_key, new_key)
+        _move_handoffs(session, old_key, new_key, now)
         for model in CARRIED:
             session.execute(update(model).where(model.user_key == old_key).values(user_key=new_key))
     assert target is not None
@@ -121,6 +132,9 @@ def move_customer(session: Session, change: IdentityChange, now: datetime) -> Mo
         update(ConversationState)
         .where(ConversationState.user_key == new_key)
         .values(phone_number=new_phone, user_id=new_user_id, updated_at=now)
+    )
+    session.execute(
+        update(Handoff).where(Handoff.user_key == new_key).values(phone_number=new_phone, user_id=new_user_id)
     )
     # Replies not yet sent go to where the customer is now.
     session.execute(
@@ -154,3 +168,42 @@ def _move_conversation(session: Session, old_key: str, new_key: str) -> None:
             return
         session.execute(delete(ConversationState).where(ConversationState.user_key == new_key))
     session.execute(update(ConversationState).where(ConversationState.user_key == old_key).values(user_key=new_key))
+
+
+def _move_windows(session: Session, old_key: str, new_key: str) -> None:
+    """One 24-hour window per business number: of two, the later message's stays."""
+    old = {
+        w.phone_number_id: w for w in session.scalars(select(CustomerWindow).where(CustomerWindow.user_key == old_key))
+    }
+    if not old:
+        return
+    new = {
+        w.phone_number_id: w for w in session.scalars(select(CustomerWindow).where(CustomerWindow.user_key == new_key))
+    }
+    for number, was in old.items():
+        if number in new:
+            new[number].last_inbound_at = max(new[number].last_inbound_at, was.last_inbound_at)
+        else:
+            session.add(CustomerWindow(user_key=new_key, phone_number_id=number, last_inbound_at=was.last_inbound_at))
+    session.execute(delete(CustomerWindow).where(CustomerWindow.user_key == old_key))
+    session.flush()
+
+
+def _move_handoffs(session: Session, old_key: str, new_key: str, now: datetime) -> None:
+    """At most one open handoff per customer: of two, the new identity's stays open."""
+    open_new = session.scalar(select(Handoff.id).where(Handoff.user_key == new_key, Handoff.released_at.is_(None)))
+    if open_new is not None:
+        session.execute(
+            update(Handoff)
+            .where(Handoff.user_key == old_key, Handoff.released_at.is_(None))
+            .values(released_at=now, release_reason="merged")
+        )
+    session.execute(update(Handoff).where(Handoff.user_key == old_key).values(user_key=new_key))
+
+
+def owner_of(session: Session, outbox_ids: list[int], user_key: str) -> str:
+    """Whose the outbox rows are now: ``user_key``, or the identity the customer moved to."""
+    if not outbox_ids:
+        return user_key
+    owner = session.scalar(select(OutboundMessage.user_key).where(OutboundMessage.id == outbox_ids[0]))
+    return owner or user_key

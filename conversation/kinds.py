@@ -95,3 +95,17 @@ def lookup(message_type: str, inner_type: str | None = None) -> Kind:
 
 def role(kind: EventKind) -> Role:
     return ROLES.get(kind, Role.UNKNOWN)
+
+
+def opens_window(kind: EventKind) -> bool:
+    """Whether the message opens the 24-hour window: Meta opens it on a customer's message,
+    and a deletion, a notice or an identity change is not one."""
+    return role(kind) in (Role.SPEAKING, Role.EDIT)
+
+
+def reads(kind: EventKind, outcome: str) -> bool:
+    """Whether the message gets a read receipt: what the flow answered, never an event (an
+    edit only when it re-answered a step)."""
+    if role(kind) is Role.EDIT:
+        return outcome != "recorded"
+    return role(kind) is Role.SPEAKING

@@ -152,6 +152,8 @@ class Contact(Base):
     pair_limit_hits: Mapped[int] = mapped_column(Integer, default=0)
     # Set by an opt-out word, cleared by an opt-in word (conversation/consent.py).
     opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set and cleared by the customer's "Stop promotions" / resume in WhatsApp (user_preferences).
+    marketing_opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The language of their last conversation: a fallback without one speaks it.
     language: Mapped[str | None] = mapped_column(String(16))
 
@@ -170,6 +172,8 @@ class InboundMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # The customer's own message an edit or a deletion is about (reactions: our message).
+    refers_to: Mapped[str | None] = mapped_column(String(256), index=True)
     # handled | ignored | failed
     outcome: Mapped[str] = mapped_column(String(16), default="handled")
     error: Mapped[str | None] = mapped_column(Text)
@@ -302,4 +306,4 @@ class CustomerWindow(Base):
 
 # Models kept in their own modules, registered on Base here so that the metadata Alembic and
 # its tests compare with always holds every table.
-from conversation import handoff_models  # noqa: E402, F401
+from conversation import handoff_models, template_status_models  # noqa: E402, F401

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
-from conversation import turn, window
+from conversation import template_status, turn, window
 from conversation.models import Contact, OutboundMessage
 from conversation.template_messages import template_content, text_content
 from templates.message_templates import Catalogue
@@ -53,6 +53,10 @@ class WindowClosed(NotificationRefused):
 
 
 class OptedOut(NotificationRefused):
+    status = 409
+
+
+class TemplateNotSendable(NotificationRefused):
     status = 409
 
 
@@ -164,6 +168,12 @@ def create_notification(
     if found is not None:
         return found
     recipient = resolve(session, request.to)
+    if request.template is not None and (
+        why := template_status.refusal(
+            session, recipient.user_key, request.template.name, request.template.language, catalogue
+        )
+    ):
+        raise TemplateNotSendable(why, "template")
     # A savepoint: a refusal leaves the caller's transaction as it was (no new contact row).
     with session.begin_nested():
         return _queue(session, request, recipient, content, default_phone_number_id, now)

@@ -214,10 +214,11 @@ def settle(session: Session, user_key: str, outcomes: list[Outcome], now: dateti
                 )
 
 
-def keep_lease(session: Session, user_key: str, now: datetime) -> None:
+def keep_lease(session: Session, user_key: str, now: datetime) -> bool:
     """Renew the lease; the row lock it takes also waits for any transaction adding rows for this
-    customer (they lock the same ``contacts`` row), so the next ``take`` sees them."""
-    session.connection().execute(_SET_LEASE, {"k": user_key, "until": now + LEASE})
+    customer (they lock the same ``contacts`` row), so the next ``take`` sees them. False when
+    the customer has no ``contacts`` row under ``user_key`` any more (they moved to a new identity)."""
+    return bool(session.connection().execute(_SET_LEASE, {"k": user_key, "until": now + LEASE}).rowcount)
 
 
 def release_lease(session: Session, user_key: str) -> None:

@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from conversation.account_changes import (
+    PREFERENCE_FIELD,
+    TEMPLATE_FIELDS,
+    PreferenceChange,
+    TemplateUpdate,
+    preference_value,
+    read_template_update,
+)
 from conversation.events import InboundEvent, StatusEvent, UserRef
 from conversation.kinds import NESTED, lookup
 from conversation.message_bodies import (
@@ -53,6 +61,8 @@ class ParsedPayload:
     messages: list[InboundEvent] = field(default_factory=list)
     statuses: list[StatusEvent] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
+    preferences: list[PreferenceChange] = field(default_factory=list)
+    template_updates: list[TemplateUpdate] = field(default_factory=list)
     ignored: bool = False  # the whole payload is not for the engine (not an error)
     reason: str = ""
 
@@ -86,7 +96,7 @@ def parse_payload(raw: str | bytes) -> ParsedPayload:
                 _parse_change(change, f"entry[{i}].changes[{j}]", out, fields)
             except Exception as exc:  # belt and braces; items already catch their own
                 out.skipped.append(SkippedItem(f"entry[{i}].changes[{j}]", _unexpected(exc)))
-    if fields and "messages" not in fields and not out.skipped:
+    if fields and not fields & ({"messages", PREFERENCE_FIELD} | TEMPLATE_FIELDS) and not out.skipped:
         out.ignored = True
         out.reason = "no 'messages' change (fields: " + ", ".join(sorted(fields)[:5]) + ")"
     out.messages = _order_per_user(out.messages)
@@ -97,13 +107,28 @@ def _parse_change(change: Any, where: str, out: ParsedPayload, fields: set[str])
     if not isinstance(change, dict):
         out.skipped.append(SkippedItem(where, "change is not an object"))
         return
-    name = change.get("field")
-    fields.add(name[:64] if isinstance(name, str) else "?")
-    if name != "messages":
-        return  # other subscriptions (account alerts, template updates): not for the engine
+    field_name = change.get("field")
+    name = field_name if isinstance(field_name, str) else "?"
+    fields.add(name[:64])
     value = change.get("value")
+    if name in TEMPLATE_FIELDS:
+        try:
+            out.template_updates.append(read_template_update(name, value))
+        except Unreadable as exc:
+            out.skipped.append(SkippedItem(where, str(exc)))
+        return
+    if name not in ("messages", PREFERENCE_FIELD):
+        return  # other subscriptions (account alerts, ...): not for parley
     if not isinstance(value, dict):
         out.skipped.append(SkippedItem(where, "change has no value object"))
+        return
+    if name == PREFERENCE_FIELD:
+        contacts = [c for c in _list(value.get("contacts")) if isinstance(c, dict)]
+        for k, item in enumerate(_list(value.get(PREFERENCE_FIELD))):
+            try:
+                _preference(item, contacts, out)
+            except Exception as exc:
+                out.skipped.append(SkippedItem(f"{where}.{PREFERENCE_FIELD}[{k}]", _reason(exc)))
         return
     messages, statuses = _list(value.get("messages")), _list(value.get("statuses"))
     metadata = value.get("metadata")
@@ -128,6 +153,15 @@ def _parse_change(change: Any, where: str, out: ParsedPayload, fields: set[str])
             out.statuses.append(_status(item))
         except Exception as exc:
             out.skipped.append(SkippedItem(f"{where}.statuses[{k}]", _reason(exc)))
+
+
+def _preference(item: Any, contacts: list[dict[str, Any]], out: ParsedPayload) -> None:
+    if not isinstance(item, dict):
+        raise Unreadable("preference is not an object")
+    value = preference_value(item)
+    if value is not None:  # only marketing preferences exist today; others are not parley's
+        user = _user({"from": item.get("wa_id") or item.get("user_id")}, contacts)
+        out.preferences.append(PreferenceChange(user, value, _timestamp(item.get("timestamp"))))
 
 
 def _reason(exc: Exception) -> str:

@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conversation import turn, window
+from conversation import template_status, turn, window
 from conversation import turn_statements as sql
 from conversation.content import text_message
 from conversation.models import Contact, ConversationState
 from conversation.state import TemplateSet
 from conversation.template_messages import template_content
+from templates.message_templates import Catalogue
 from templates.placeholders import render
 from templates.schema import Step
 
@@ -43,16 +44,21 @@ def due_customers(session: Session, now: datetime, limit: int = 200) -> list[str
     return list(session.scalars(stmt))
 
 
-def send_due(session: Session, templates: TemplateSet, now: datetime, limit: int = 200) -> list[str]:
-    """Queue every due reminder in ``session``'s transaction; the customers to hand to a sender."""
+def send_due(
+    session: Session, templates: TemplateSet, now: datetime, limit: int = 200, catalogue: Catalogue | None = None
+) -> list[str]:
+    """Queue every due reminder in ``session``'s transaction; the customers to hand to a sender.
+
+    ``catalogue`` (the declared message templates) gives a reminder template's category when
+    Meta has not said one, so a marketing reminder is not sent to a customer who stopped them."""
     queued = []
     for user_key in due_customers(session, now, limit):
-        if _remind(session, templates, user_key, now):
+        if _remind(session, templates, user_key, now, catalogue or Catalogue()):
             queued.append(user_key)
     return queued
 
 
-def _remind(session: Session, templates: TemplateSet, user_key: str, now: datetime) -> bool:
+def _remind(session: Session, templates: TemplateSet, user_key: str, now: datetime, catalogue: Catalogue) -> bool:
     row = session.scalar(select(ConversationState).where(ConversationState.user_key == user_key))
     if row is None:
         return False
@@ -79,6 +85,13 @@ def _remind(session: Session, templates: TemplateSet, user_key: str, now: dateti
         log.info(
             "reminder skipped: the window has closed and the step has no template", extra={"step": row.current_step}
         )
+        return False
+    call = step.reminder_template
+    # Meta refuses a paused or disabled template, and a customer may have stopped marketing.
+    is_template = message["type"] == "template" and call is not None
+    why = template_status.refusal(session, user_key, call.name, call.language, catalogue) if is_template else None
+    if why is not None:
+        log.warning("reminder not sent: %s", why, extra={"step": row.current_step})
         return False
     outbound = {
         "user_key": user_key,

@@ -23,7 +23,7 @@ from templates.schema import TemplateDef
 log = logging.getLogger(__name__)
 
 # Flow file fields beyond the seed's columns, stored in ``workflow_templates.options``.
-OPTION_FIELDS = ("priority", "expiry_hours", "description", "language", "translations")
+OPTION_FIELDS = ("priority", "expiry_hours", "description", "language", "translations", "trigger")
 
 
 def to_definition(row: Any) -> TemplateDef:

@@ -16,7 +16,6 @@ connection: no ORM unit of work per message.
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,9 @@ from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
 from conversation.events import InboundEvent, UserRef
+from conversation.identity import move_customer
+from conversation.jsonb import jsonb_safe
+from conversation.kinds import Role, opens_window, reads, role
 from conversation.models import ConversationEvent, ConversationState, OutboundMessage, Submission, utcnow
 from conversation.state import (
     ConsentChanged,
@@ -78,19 +80,6 @@ class ContactFacts:
     language: str | None = None
 
 
-def jsonb_safe(value: Any) -> Any:
-    """Postgres JSONB refuses NUL characters, lone surrogates and NaN; a payload may still hold them."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {jsonb_safe(k): jsonb_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonb_safe(v) for v in value]
-    return value
-
-
 def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
     """Record the message and return its row id; None when its wamid was seen before (the dedupe key)."""
     params = {
@@ -101,6 +90,7 @@ def claim(session: Session, event: InboundEvent, now: datetime) -> int | None:
         "sent_at": event.timestamp,
         "now": now,
         "payload": jsonb_safe(event.raw),
+        "refers_to": event.target_wamid or (event.context_wamid if event.kind == "reaction" else None),
     }
     return session.connection().execute(sql.CLAIM, params).scalar()
 
@@ -143,8 +133,11 @@ def process_event(
     if inbound_id is None:
         return InboundResult(duplicate=True, user_key=user_key)
     contact = lock_contact(session, event, now)
-    # Any message opens (or refreshes) the customer's 24-hour window on this number.
-    window.record_inbound(session, user_key, event.phone_number_id, window.opened_at(event.timestamp, now))
+    if role(event.kind) is Role.IDENTITY and event.identity is not None:
+        # Before the engine: the customer's records are under their new identity from here on.
+        move_customer(session, event.identity, now)
+    if opens_window(event.kind):
+        window.record_inbound(session, user_key, event.phone_number_id, window.opened_at(event.timestamp, now))
     conn = session.connection()
     row = conn.execute(sql.STATE_FOR_UPDATE, {"k": user_key}).first()
     state = CustomerState(
@@ -213,7 +206,7 @@ def process_event(
         conn.execute(sql.EVENT_INSERT, rows_of_events).all()
 
     rows = []
-    if mark_as_read and event.kind != "reaction":
+    if mark_as_read and reads(event.kind, result.outcome):
         rows.append(_outbound(event, "mark_read", {"message_id": event.wamid}, now))
     rows.extend(_outbound(event, "message", content, now) for content in result.messages)
     ids = _queue(session, rows)

@@ -17,8 +17,9 @@ from conversation.models import Contact, ConversationEvent, ConversationState, I
 CLAIM = (
     text(
         "INSERT INTO inbound_messages"
-        " (wamid, user_key, phone_number_id, message_type, sent_at, received_at, payload, outcome)"
-        " VALUES (:wamid, :user_key, :phone_number_id, :message_type, :sent_at, :now, :payload, 'processing')"
+        " (wamid, user_key, phone_number_id, message_type, sent_at, received_at, payload, refers_to, outcome)"
+        " VALUES (:wamid, :user_key, :phone_number_id, :message_type, :sent_at, :now, :payload, :refers_to,"
+        " 'processing')"
         " ON CONFLICT (wamid) DO NOTHING RETURNING id"
     )
     .bindparams(

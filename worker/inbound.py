@@ -14,10 +14,12 @@ from conversation.db import is_transient, session_scope
 from conversation.engine_settings import engine_config
 from conversation.events import InboundEvent
 from conversation.logs import bind, clear_context
+from conversation.marketing import apply_preference
 from conversation.models import utcnow
 from conversation.outbox import apply_status
-from conversation.payload import parse_payload
+from conversation.payload import ParsedPayload, parse_payload
 from conversation.state import EngineConfig
+from conversation.template_status import record as record_template_update
 from conversation.turn import InboundResult, dead_letter, process_event
 from conversation.voice import voice
 from settings import Settings
@@ -97,7 +99,19 @@ def process_raw(
             events_recorded()
         metrics.count_status(status.status, applied, status.error_code)
         report.statuses += 1
+    _account_changes(parsed)
     return report
+
+
+def _account_changes(parsed: ParsedPayload) -> None:
+    """Marketing preferences and template verdicts, each in its own transaction."""
+    for change in parsed.preferences:
+        with session_scope() as session:
+            apply_preference(session, change)
+    for update in parsed.template_updates:
+        with session_scope() as session:
+            record_template_update(session, update, utcnow())
+        log.info("message template update", extra={"template": update.name, "status": update.status})
 
 
 def _process_item(event: InboundEvent, config: EngineConfig, mark_as_read: bool, events: bool) -> InboundResult:

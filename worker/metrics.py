@@ -55,6 +55,7 @@ MESSAGE_TYPES = frozenset(
     {
         "text", "interactive", "button", "image", "audio", "video", "document", "sticker", "location",
         "contacts", "reaction", "order", "system", "request_welcome", "unsupported", "status", "unknown",
+        "edit", "revoke",
     }
 )  # fmt: skip
 # kombu's Redis transport keeps priorities 3, 6, 9 of a queue in sibling lists.

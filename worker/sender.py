@@ -17,7 +17,7 @@ from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
-from conversation import outbox, window
+from conversation import identity, outbox, window
 from conversation.db import is_transient, session_scope
 from conversation.logs import bind
 from conversation.models import utcnow
@@ -65,7 +65,7 @@ def drain(user_key: str, client: GraphClient, max_attempts: int, events: bool = 
             failed += sum(isinstance(o, outbox.Failed) for o in outcomes)
             done = batch
             settle = partial(_settle_and_take, user_key, outcomes, retry_in is None, events)
-            batch = _with_db_retry(settle, "accepted send")
+            user_key, batch = _with_db_retry(settle, "accepted send")
             holding = isinstance(batch, list)
             _report_accepted(done, outcomes)
             if retry_in is not None:
@@ -80,21 +80,27 @@ def drain(user_key: str, client: GraphClient, max_attempts: int, events: bool = 
 
 def _settle_and_take(
     user_key: str, outcomes: list[outbox.Outcome], more: bool, events: bool = False
-) -> list[outbox.Job] | outbox.Wait | None:
+) -> tuple[str, list[outbox.Job] | outbox.Wait | None]:
     """Commit Graph's answers; then either take the next batch (keeping the lease) or let go.
+    Returns the customer's identity, new if they moved meanwhile, and the batch.
 
     Until this commits, a crash or a retry sends the batch's reply again. The lease is
     renewed first: its row lock waits for an inbound transaction adding rows for this
-    customer, so ``take`` sees them and none is left waiting for a sweep.
+    customer, so ``take`` sees them and none is left waiting for a sweep. A customer who
+    changed number or BSUID while we sent took the lease along: we go on as them, or the
+    lease would sit unreleased until it ran out.
     """
     with session_scope() as s:
         now = utcnow()
+        for _ in range(3):  # one move per notice; a second one in these milliseconds is unheard of
+            if outbox.keep_lease(s, user_key, now):
+                break
+            user_key = identity.owner_of(s, [o.job_id for o in outcomes], user_key)
         outbox.settle(s, user_key, outcomes, now, events)
-        outbox.keep_lease(s, user_key, now)
         batch = outbox.take(s, user_key, now) if more else None
         if not isinstance(batch, list):
             outbox.release_lease(s, user_key)
-        return batch
+        return user_key, batch
 
 
 def _send_batch(

@@ -17,6 +17,7 @@ from conversation.models import utcnow
 from conversation.service import ConversationService
 from conversation.template_cache import TEMPLATE_CACHE
 from settings import get_settings
+from templates.message_templates import load_catalogue
 from worker import metrics
 from worker.celery_app import app
 from worker.event_delivery import EventPoster, deliver_due
@@ -112,8 +113,9 @@ def sweep_outbox() -> int:
 @app.task(base=ParleyTask, name="parley.maintenance.send_reminders", soft_time_limit=240, time_limit=270)
 def send_reminders() -> int:
     """Queue the flows' due reminders (each once, whatever runs this twice), then hand them on."""
+    catalogue = load_catalogue(get_settings().templates_dir).catalogue
     with session_scope() as session:
-        users = reminder_sweep.send_due(session, TEMPLATE_CACHE.get(session), utcnow())
+        users = reminder_sweep.send_due(session, TEMPLATE_CACHE.get(session), utcnow(), catalogue=catalogue)
     for user_key in users:
         hand_off(user_key)
     if users:

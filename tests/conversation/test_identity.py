@@ -163,3 +163,53 @@ def test_an_unknown_previous_identity_moves_nothing_and_creates_nothing(db_sessi
     moved = move_customer(db_session, IdentityChange(OLD_PHONE, None, NEW_PHONE, None), NOW)
     assert moved.old_keys == () and moved.new_key is None
     assert owned(db_session, NEW_PHONE) == NOTHING
+
+
+def test_opt_outs_windows_and_an_open_handoff_move_with_the_customer(db_session: Session) -> None:
+    from conversation.handoff_models import Handoff
+    from conversation.models import CustomerWindow
+
+    customer(db_session, OLD_PHONE, OLD_PHONE, None)
+    old = db_session.get(Contact, OLD_PHONE)
+    assert old is not None
+    old.opted_out_at, old.marketing_opted_out_at = NOW - timedelta(days=2), NOW - timedelta(days=1)
+    db_session.add(CustomerWindow(user_key=OLD_PHONE, phone_number_id="PNID", last_inbound_at=NOW - timedelta(hours=1)))
+    db_session.add(Handoff(user_key=OLD_PHONE, phone_number=OLD_PHONE, phone_number_id="PNID", requested_at=NOW))
+    db_session.flush()
+    move_customer(db_session, IdentityChange(OLD_PHONE, None, NEW_PHONE, None), NOW)
+    db_session.expire_all()
+    contact = db_session.get(Contact, NEW_PHONE)
+    assert contact is not None
+    assert (contact.opted_out_at, contact.marketing_opted_out_at) == (NOW - timedelta(days=2), NOW - timedelta(days=1))
+    windows = db_session.execute(select(CustomerWindow.user_key, CustomerWindow.last_inbound_at)).all()
+    assert [tuple(w) for w in windows] == [(NEW_PHONE, NOW - timedelta(hours=1))]  # still open: one customer
+    [handoff] = db_session.scalars(select(Handoff)).all()
+    assert (handoff.user_key, handoff.phone_number, handoff.released_at) == (NEW_PHONE, NEW_PHONE, None)
+
+
+def test_a_merge_keeps_the_later_window_the_first_opt_out_and_one_open_handoff(db_session: Session) -> None:
+    from conversation.handoff_models import Handoff
+    from conversation.models import CustomerWindow
+
+    customer(db_session, OLD_PHONE, OLD_PHONE, None, touched=NOW - timedelta(hours=2))
+    customer(db_session, NEW_PHONE, NEW_PHONE, None)
+    old, new = db_session.get(Contact, OLD_PHONE), db_session.get(Contact, NEW_PHONE)
+    assert old is not None and new is not None
+    old.opted_out_at, new.opted_out_at = NOW - timedelta(days=3), NOW - timedelta(days=1)
+    for key, hours in ((OLD_PHONE, 2), (NEW_PHONE, 30)):
+        db_session.add(
+            CustomerWindow(user_key=key, phone_number_id="PNID", last_inbound_at=NOW - timedelta(hours=hours))
+        )
+        db_session.add(Handoff(user_key=key, phone_number=key, phone_number_id="PNID", requested_at=NOW))
+    db_session.flush()
+    moved = move_customer(db_session, IdentityChange(OLD_PHONE, None, NEW_PHONE, None), NOW)
+    assert moved.merged
+    db_session.expire_all()
+    contact = db_session.get(Contact, NEW_PHONE)
+    assert contact is not None and contact.opted_out_at == NOW - timedelta(days=3)
+    windows = db_session.execute(select(CustomerWindow.user_key, CustomerWindow.last_inbound_at)).all()
+    assert [tuple(w) for w in windows] == [(NEW_PHONE, NOW - timedelta(hours=2))]
+    handoffs = db_session.execute(select(Handoff.user_key, Handoff.released_at, Handoff.release_reason)).all()
+    assert sorted((tuple(h) for h in handoffs), key=str) == sorted(
+        [(NEW_PHONE, None, None), (NEW_PHONE, NOW, "merged")], key=str
+    )

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conversation import consent, reminder_sweep, reminders, turn, window
+from conversation import consent, reminder_sweep, reminders, template_status, turn, window
+from conversation.account_changes import TemplateUpdate
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.models import ConversationState, OutboundMessage
 from conversation.service import ConversationService
@@ -80,6 +81,19 @@ def test_once_the_window_has_closed_the_template_goes(session: Session) -> None:
     assert sent["template"]["name"] == "order_reminder"
     assert sent["template"]["components"][0]["parameters"] == [{"type": "text", "text": "Ann"}]
     assert not window.is_open(window.last_inbound(session, PHONE, "PNID"), later)
+
+
+def test_a_reminder_template_meta_paused_is_not_sent(session: Session, caplog) -> None:
+    at_confirmation(session)
+    later = T0 + timedelta(hours=25)  # the window has closed: only the template could go
+    session.execute(ConversationState.__table__.update().values(remind_at=later, expires_at=later + timedelta(hours=1)))
+    template_status.record(session, TemplateUpdate("order_reminder", "en_US", None, status="PAUSED"), later)
+    assert sweep(session, later) == [] and reminders_sent(session) == []
+    assert remind_at(session) is None  # not retried on every sweep while paused
+    assert "order_reminder (en_US) is PAUSED by Meta" in caplog.text
+    template_status.record(session, TemplateUpdate("order_reminder", "en_US", None, status="REINSTATED"), later)
+    session.execute(ConversationState.__table__.update().values(remind_at=later))
+    assert sweep(session, later) == [PHONE] and len(reminders_sent(session)) == 1
 
 
 def test_an_answer_moves_the_reminder_and_an_opted_out_customer_gets_none(session: Session) -> None:

@@ -34,8 +34,8 @@ def service(db_session: Session) -> ConversationService:
 def test_load_is_an_idempotent_upsert(service: ConversationService) -> None:
     shipped = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
     again = service.upsert_templates(shipped.templates.values())
-    assert [r.changed for r in again] == [False] * 5
-    assert len(service.list_templates()) == 5
+    assert [r.changed for r in again] == [False] * 6
+    assert len(service.list_templates()) == 6
     row = service.get_template("new_order")
     assert row.trigger_keywords == ["order", "buy", "purchase"] and row.template_type == "list"
 

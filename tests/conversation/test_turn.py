@@ -117,11 +117,6 @@ def test_engine_config_comes_from_the_settings() -> None:
     assert config.cancel_words == settings.cancel_words and config.fallback_text == settings.fallback_text
 
 
-def test_jsonb_safe_makes_any_payload_storable() -> None:
-    raw = {"text\x00": ["a\x00b", float("nan"), 1.5, "\ud800"]}
-    assert turn.jsonb_safe(raw) == {"text\ufffd": ["a\ufffdb", None, 1.5, "?"]}
-
-
 # --- the dead letter ----------------------------------------------------------------
 
 

@@ -96,3 +96,14 @@ def test_every_template_key_and_validation_is_documented() -> None:
     assert [k for k in Kinds.__args__ if f"`{k}`" not in doc] == []
     assert [a for a in ACTION_PROVIDES if f"`{a}`" not in doc] == []
     assert [g for g in GLOBAL_PLACEHOLDERS if f"{{{g}}}" not in doc] == []
+
+
+def test_the_inbound_kinds_table_is_the_kinds_table() -> None:
+    from conversation.kinds import KINDS
+
+    doc = DOC.read_text(encoding="utf-8")
+    start = doc.index("<!-- kinds:")
+    rows = re.findall(
+        r"^\| `([^`]+)` \| (\w+) \| (.+) \|$", doc[start : doc.index("\n\n", doc.index("| ---", start))], re.M
+    )
+    assert rows == [(k.name, k.role.value, k.what) for k in KINDS]

@@ -22,7 +22,7 @@ SHIPPED = load_directory(ROOT / "templates", actions=ACTION_PROVIDES, globals_=G
 
 
 def test_the_shipped_flows_all_load() -> None:
-    assert sorted(SHIPPED) == ["account", "language", "main_menu", "new_order", "support"]
+    assert sorted(SHIPPED) == ["account", "cart_order", "language", "main_menu", "new_order", "support"]
 
 
 def flow(steps: dict[str, Any], keywords: list[str] | None = None) -> TemplateDef:

@@ -50,7 +50,7 @@ def small(name: str, keywords: list[str], active: bool = True) -> dict:
 def test_shipped_flows_load_without_errors() -> None:
     result = load(SHIPPED)
     assert [str(e) for e in result.errors] == []
-    assert sorted(result.templates) == ["account", "language", "main_menu", "new_order", "support"]
+    assert sorted(result.templates) == ["account", "cart_order", "language", "main_menu", "new_order", "support"]
     assert result.sources["support"] == SHIPPED / "support.yaml"
 
 
@@ -89,7 +89,7 @@ def test_broken_copy_of_new_order_gives_exactly_three_lines(tmp_path: Path) -> N
     ]
     assert "new_order" not in result.templates
     # The others still load; main_menu's switch to the broken new_order is not a second error.
-    assert sorted(result.templates) == ["account", "language", "main_menu", "support"]
+    assert sorted(result.templates) == ["account", "cart_order", "language", "main_menu", "support"]
 
 
 def test_yaml_syntax_error_names_file_and_line() -> None:

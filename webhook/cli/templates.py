@@ -18,6 +18,7 @@ import webhook.console as console_package
 from conversation.actions import ACTION_PROVIDES, GLOBAL_PLACEHOLDERS
 from conversation.db import session_scope
 from conversation.service import ConversationService, TemplateInvalid, to_definition
+from conversation.template_status import not_approved
 from conversation.texts.catalogue import texts_problems
 from templates.lint import LintError
 from templates.loader import lint_definitions, load_directory, load_file
@@ -39,7 +40,12 @@ def _load(directory: str) -> tuple[dict, list]:
 
 @templates_cli.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-def validate_templates(paths: tuple[str, ...]) -> None:
+@click.option(
+    "--meta-status",
+    is_flag=True,
+    help="Also warn about message templates (of the folders given) whose last status from Meta is not APPROVED.",
+)
+def validate_templates(paths: tuple[str, ...], meta_status: bool) -> None:
     """Check flow files and folders, and the message templates beside them; exit 1 on any error.
 
     A folder is checked as one set; a single file is checked with the flows parley ships
@@ -73,6 +79,17 @@ def validate_templates(paths: tuple[str, ...]) -> None:
     click.echo(f"{len(valid)} template(s) OK: {', '.join(sorted(valid))}")
     if messages:
         click.echo(f"{len(messages)} message template(s) OK: {', '.join(sorted(messages))}")
+    if meta_status:
+        folders = [Path(p) for p in paths if Path(p).is_dir()] or [SHIPPED]
+        for warning in unapproved_templates(folders):
+            click.echo(f"warning: {warning}", err=True)
+
+
+def unapproved_templates(folders: list[Path]) -> list[str]:
+    """The declared message templates Meta last reported as not approved (from the database)."""
+    declared = sorted({key for folder in folders for key in load_catalogue(folder).catalogue.templates})
+    with session_scope() as session:
+        return not_approved(session, declared)
 
 
 def _catalogue_folder(path: Path) -> Path:

@@ -143,6 +143,7 @@ def contact(user: str) -> Response:
             "user_id": row.user_id,
             "opted_out": row.opted_out_at is not None,
             "opted_out_at": row.opted_out_at.isoformat() if row.opted_out_at is not None else None,
+            "marketing_stopped_at": stopped.isoformat() if (stopped := row.marketing_opted_out_at) else None,
             "windows": windows,
         }
     return jsonify(body)

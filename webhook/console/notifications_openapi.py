@@ -88,6 +88,7 @@ SCHEMAS: dict[str, Any] = {
         user_id={"type": ["string", "null"]},
         opted_out={"type": "boolean"},
         opted_out_at=_nullable_time,
+        marketing_stopped_at={**_nullable_time, "description": "the customer stopped marketing templates in WhatsApp"},
         windows={
             "type": "array",
             "description": "per business number the customer wrote to, most recent first",
@@ -106,7 +107,10 @@ AUTH = {"401": _err("no bearer token"), "403": _err("wrong token")}
 QUEUED = {
     "202": _json(_ref("NotificationQueued"), "queued"),
     "200": _json(_ref("NotificationQueued"), "this idempotency key was queued before: the same notification"),
-    "409": _err("the customer opted out, or a text outside the 24-hour window"),
+    "409": _err(
+        "the customer opted out, a text outside the 24-hour window, a template Meta paused, disabled or"
+        " rejected, or a marketing template to a customer who stopped marketing messages"
+    ),
     "422": _err("unknown template, wrong language or parameter count, a missing field: the field is named"),
 }
 _path = {"in": "path", "required": True}

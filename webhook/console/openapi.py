@@ -114,6 +114,18 @@ SCHEMAS: dict[str, Any] = {
         **_endings,
         steps={"type": "array", "items": _ref("FunnelStep"), "description": "flow order, breadth-first from initial"},
     ),
+    "MessageTemplateStatus": _obj(
+        ["name", "language", "status", "category", "quality", "sendable", "updated_at"],
+        name=STR,
+        language=STR,
+        template_id=_nullable("string"),
+        status={**_nullable("string"), "description": "Meta's review status: APPROVED, PAUSED, DISABLED, ..."},
+        reason=_nullable("string"),
+        category=_nullable("string"),
+        quality=_nullable("string"),
+        sendable={"type": "boolean", "description": "false: notifications of it are refused with 409"},
+        updated_at=TIME,
+    ),
 }
 if set(SCHEMAS) & set(_flow_defs):  # both live in components/schemas
     raise RuntimeError(f"schema names clash: {set(SCHEMAS) & set(_flow_defs)}")
@@ -261,6 +273,12 @@ PATHS: dict[str, Any] = {
                 _query("user", "user key"),
                 {**LIMIT, "description": "at most this many (default 50)"},
             ],
+        ),
+    },
+    "/admin/api/message-templates": {
+        "get": _op(
+            "Message templates as Meta last reported them (status, category, quality webhooks)",
+            {"200": _list("message_templates", "MessageTemplateStatus")},
         ),
     },
     "/admin/api/openapi.json": {

@@ -36,7 +36,7 @@ def test_validate_a_folder() -> None:
     done = run("validate", str(SHIPPED))
     assert done.exit_code == 0, done.stderr
     assert done.stdout == (
-        "5 template(s) OK: account, language, main_menu, new_order, support\n"
+        "6 template(s) OK: account, cart_order, language, main_menu, new_order, support\n"
         "2 message template(s) OK: order_ready, order_reminder\n"
     )
 
@@ -93,6 +93,21 @@ def test_graph_svg_without_dot_names_the_html_format(monkeypatch: pytest.MonkeyP
     done = run("graph", "account", "--dir", str(SHIPPED), "--format", "svg", "--highlight", "initial")
     assert done.exit_code == 1
     assert "--format html" in done.stderr and "nothing to install" in done.stderr
+
+
+@pytest.mark.postgres
+def test_validate_meta_status_warns_about_a_template_meta_has_not_approved(db_session, monkeypatch) -> None:
+    from conversation.account_changes import TemplateUpdate
+    from conversation.models import utcnow
+    from conversation.template_status import record
+    from tests.webhook.console.test_admin import scope_of
+    from webhook.cli import templates as templates_cli
+
+    record(db_session, TemplateUpdate("order_ready", "en_US", None, status="PAUSED"), utcnow())
+    monkeypatch.setattr(templates_cli, "session_scope", scope_of(db_session))
+    done = run("validate", str(SHIPPED), "--meta-status")
+    assert done.exit_code == 0, done.stderr
+    assert done.stderr == "warning: order_ready (en_US): Meta's last status is PAUSED\n"
 
 
 # --- translations and parley's own texts ------------------------------------------------

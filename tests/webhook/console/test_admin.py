@@ -144,8 +144,15 @@ def test_errors_are_json(client: FlaskClient) -> None:
 
 def test_template_list_and_get_round_trip(client: FlaskClient) -> None:
     listed = client.get(f"{API}/templates", headers=AUTH).get_json()["templates"]
-    assert [t["template_name"] for t in listed] == ["account", "language", "main_menu", "new_order", "support"]
-    assert set(listed[3]["steps"]) == {"initial", "quantity", "confirmation", "complete"}
+    assert [t["template_name"] for t in listed] == [
+        "account",
+        "cart_order",
+        "language",
+        "main_menu",
+        "new_order",
+        "support",
+    ]
+    assert set(listed[4]["steps"]) == {"initial", "quantity", "confirmation", "complete"}
     got = client.get(f"{API}/templates/new_order", headers=AUTH).get_json()
     assert got["template_name"] == "new_order" and "quantity" in got["menu_structure"]["steps"]
     again = client.put(f"{API}/templates/new_order", json=got, headers=AUTH)

@@ -71,7 +71,7 @@ def test_every_admin_route_is_described_and_nothing_else(app: Flask) -> None:
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     described = {(m, p) for p, item in SPEC["paths"].items() for m in item if m != "parameters"}
-    assert len(registered) == 22 and registered == described
+    assert len(registered) == 23 and registered == described
 
 
 def test_the_description_is_valid(app: Flask) -> None:
@@ -112,6 +112,7 @@ CALLS: list[tuple[str, str, str, int, dict[str, Any]]] = [
     ("get", "/outbound?limit=0", "/outbound", 400, {}),
     ("post", f"/conversations/{PHONE}/end", "/conversations/{user}/end", 200, {}),
     ("post", f"/conversations/{PHONE}/end", "/conversations/{user}/end", 404, {}),
+    ("get", "/message-templates", "/message-templates", 200, {}),
     ("get", "/handoffs", "/handoffs", 200, {}),
     ("get", "/handoffs", "/handoffs", 401, {"headers": {}}),
     ("get", "/handoffs", "/handoffs", 403, {"headers": {"Authorization": "Bearer wrong"}}),

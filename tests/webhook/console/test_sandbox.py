@@ -314,7 +314,7 @@ def test_a_declared_template_is_accepted_and_read_back_as_whatsapp_shows_it(clie
 def test_unknown_templates_and_wrong_parameter_counts_get_metas_codes(client: FlaskClient) -> None:
     unknown = send(client, template(name="no_such_template"))
     assert unknown.status_code == 404 and unknown.json["error"]["code"] == 132001
-    wrong_language = send(client, template(language="es"))  # order_ready is declared in en_US and pt_BR only
+    wrong_language = send(client, template(language="de"))  # order_ready has en_US and pt_BR
     assert wrong_language.json["error"]["code"] == 132001
     wrong_count = send(client, template(values=("ORD-1", "extra")))
     assert wrong_count.status_code == 400 and wrong_count.json["error"]["code"] == 132000

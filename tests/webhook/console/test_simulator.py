@@ -178,7 +178,7 @@ def test_asked_for_without_an_admin_token_refuses_to_start() -> None:
 
 def test_config_lists_templates_examples_and_the_public_dev_token(client: FlaskClient) -> None:
     body = client.get("/simulator/api/config").json
-    assert body["templates"] == ["account", "language", "main_menu", "new_order", "support"]
+    assert body["templates"] == ["account", "cart_order", "language", "main_menu", "new_order", "support"]
     assert {r["name"] for r in body["replays"]} == {"coffee_order", "statuses_out_of_order", "batch_two_users"}
     assert body["admin_token"] == settings_module.DEV_ADMIN_TOKEN
     assert body["protected"] is False and body["sandbox"] is True

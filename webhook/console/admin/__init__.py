@@ -15,12 +15,12 @@ from werkzeug.exceptions import HTTPException
 
 from webhook import admin_enabled
 from webhook.console import notifications
-from webhook.console.admin import conversations, submissions, templates
+from webhook.console.admin import conversations, message_templates, submissions, templates
 from webhook.console.admin.base import bp, json_errors
 from webhook.console.openapi import SPEC
 
 # Imported for their routes, which they add to ``bp``.
-ROUTES = (templates, conversations, submissions, notifications)
+ROUTES = (templates, conversations, submissions, notifications, message_templates)
 
 
 @bp.get("/openapi.json")
