@@ -13,7 +13,6 @@ session) and ``app.config["HAND_OFF"]`` (called with the customer after a reply 
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -31,6 +30,7 @@ from conversation.db import session_scope
 from conversation.models import Contact, utcnow
 from conversation.transcript import transcript
 from settings import Settings
+from webhook.console.admin.base import bearer_refusal, error_response
 
 log = logging.getLogger(__name__)
 PREFIX = "/admin/api/handoffs"
@@ -52,28 +52,14 @@ def _hand_off(user_key: str) -> None:
     hand_off(user_key)
 
 
-def _error(status: int, message: str) -> Response:
-    response = jsonify({"error": {"status": status, "message": message}})
-    response.status_code = status
-    return response
-
-
 @bp.before_request
 def _authenticate() -> Response | None:
-    token: str = current_app.config["PARLEY_SETTINGS"].admin_token
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        response = _error(401, "send Authorization: Bearer <PARLEY_ADMIN_TOKEN>")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="parley-admin"'
-        return response
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return _error(403, "wrong admin token")
-    return None
+    return bearer_refusal()
 
 
 @bp.errorhandler(HTTPException)
 def _json_errors(exc: HTTPException) -> Response:
-    return _error(exc.code or 500, exc.description or exc.name)
+    return error_response(exc.code or 500, exc.description or exc.name)
 
 
 def _iso(value: datetime) -> str:
@@ -94,7 +80,7 @@ def messages(user: str) -> Response:
     """The customer's transcript, both ways, in order; 404 for someone who never wrote."""
     with _scope() as session:
         if session.scalar(select(Contact.user_key).where(Contact.user_key == user)) is None:
-            return _error(404, "no such customer")
+            return error_response(404, "no such customer")
         lines = transcript(session, user)
     return jsonify([{"direction": line.direction, "text": line.text, "at": _iso(line.at)} for line in lines])
 
@@ -104,17 +90,17 @@ def reply(user: str) -> tuple[Response, int] | Response:
     """A person's message to the customer, through the outbox like every reply."""
     body: Any = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return _error(400, 'send a JSON object: {"text": ...}')
+        return error_response(400, 'send a JSON object: {"text": ...}')
     text = body.get("text")
     if not isinstance(text, str) or not handoff.valid_reply(text.strip()):
-        return _error(422, f"text: a string of 1 to {handoff.MAX_REPLY} characters is required")
+        return error_response(422, f"text: a string of 1 to {handoff.MAX_REPLY} characters is required")
     try:
         with _scope() as session:
             row_id = handoff.reply(session, user, text, utcnow())
     except handoff.NotHandedOff:
-        return _error(409, "the customer is not handed off to a person")
+        return error_response(409, "the customer is not handed off to a person")
     except handoff.WindowClosed:
-        return _error(409, "the 24-hour window is closed: the customer has not written in the last 24 hours")
+        return error_response(409, "the 24-hour window is closed: the customer has not written in the last 24 hours")
     _hand_off(user)  # committed above: a sender may take it now (Beat's sweep if the broker is away)
     return jsonify({"id": row_id, "status": "pending"}), 202
 
@@ -125,7 +111,7 @@ def release(user: str) -> Response:
     with _scope() as session:
         released = handoff.release(session, user, utcnow())
     if not released:
-        return _error(404, "the customer is not handed off")
+        return error_response(404, "the customer is not handed off")
     return jsonify({"user": user, "released": True})
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from flask import Response, current_app, jsonify, request
 from sqlalchemy.orm import Session
@@ -35,7 +34,7 @@ from conversation.notifications import (
 from conversation.order_notices import OrderNotFound, order_ready
 from settings import Settings
 from templates.message_templates import load_catalogue
-from webhook.console.admin.base import bp, error_response, scope
+from webhook.console.admin.base import bp, error_response, has_nul, scope
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +56,6 @@ def _error(status: int, message: str, field: str | None = None) -> Response:
     if field is not None:
         response.set_data(json.dumps({"error": {"status": status, "message": message, "field": field}}))
     return response
-
-
-def _has_nul(node: Any) -> bool:
-    if isinstance(node, str):
-        return "\x00" in node
-    if isinstance(node, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in node.items())
-    if isinstance(node, list):
-        return any(_has_nul(v) for v in node)
-    return False
 
 
 def _submit(build: Callable[[Session], NotificationRequest]) -> Response:
@@ -99,7 +88,7 @@ def create() -> Response:
         data = json.loads(request.get_data(cache=True))
     except ValueError:
         return _error(400, "the body must be JSON")
-    if _has_nul(data):  # Postgres cannot store it
+    if has_nul(data):  # Postgres cannot store it
         return _error(400, "the body must not contain NUL characters (\\u0000)")
     try:
         parsed = parse_request(data)

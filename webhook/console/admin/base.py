@@ -43,6 +43,12 @@ def scope() -> AbstractContextManager[Session]:
 def _authenticate() -> Response | None:
     if request.endpoint == "admin.openapi":
         return None
+    return bearer_refusal()
+
+
+def bearer_refusal() -> Response | None:
+    """401 or 403 unless the request carries the admin token; None when it does. Every
+    blueprint behind the admin token (this API, the handoffs and the inbox) checks with it."""
     token: str = current_app.config["PARLEY_SETTINGS"].admin_token
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given:
@@ -52,6 +58,18 @@ def _authenticate() -> Response | None:
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         return error_response(403, "wrong admin token")
     return None
+
+
+def has_nul(node: Any) -> bool:
+    """Whether a JSON value holds a NUL character anywhere: Postgres JSONB cannot store one,
+    so a request carrying it gets a 400 that says so instead of a 500."""
+    if isinstance(node, str):
+        return "\x00" in node
+    if isinstance(node, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(has_nul(v) for v in node)
+    return False
 
 
 def error_response(status: int, message: str, errors: list[LintError] | None = None) -> Response:

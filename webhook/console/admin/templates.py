@@ -16,7 +16,7 @@ from conversation.service import ConversationService, TemplateInvalid, to_defini
 from templates.lint import LintError
 from templates.loader import parse_definition, raw_target_errors
 from templates.schema import TemplateDef
-from webhook.console.admin.base import Unprocessable, bp, error_response, iso, lint_json, scope
+from webhook.console.admin.base import Unprocessable, bp, error_response, has_nul, iso, lint_json, scope
 
 
 def _body() -> Any:
@@ -24,19 +24,9 @@ def _body() -> Any:
         data = json.loads(request.get_data(cache=True))
     except ValueError:
         raise BadRequest("the body must be JSON: the flow, in the shape of its YAML file") from None
-    if _has_nul(data):  # Postgres JSONB cannot store it; say so instead of failing with a 500
+    if has_nul(data):  # Postgres JSONB cannot store it; say so instead of failing with a 500
         raise BadRequest("the body must not contain NUL characters (\\u0000)")
     return data
-
-
-def _has_nul(node: Any) -> bool:
-    if isinstance(node, str):
-        return "\x00" in node
-    if isinstance(node, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in node.items())
-    if isinstance(node, list):
-        return any(_has_nul(v) for v in node)
-    return False
 
 
 def _definition(data: Any) -> tuple[TemplateDef | None, list[LintError]]:
