@@ -15,21 +15,46 @@ from conversation.content import text_message
 from conversation.models import Contact, ConversationState
 from conversation.state import TemplateSet
 from conversation.template_messages import template_content
+from templates.languages import fallbacks
 from templates.message_templates import Catalogue
 from templates.placeholders import render
 from templates.schema import Step
+from templates.template_call import TemplateUse
 
 log = logging.getLogger(__name__)
 ORIGIN = "reminder"
 
 
-def content(step: Step, values: dict[str, Any], window_open: bool) -> dict[str, Any] | None:
+def template_language(call: TemplateUse, conversation_language: str | None, catalogue: Catalogue) -> str:
+    """The language to send ``call`` in: the conversation's, where the catalogue declares it.
+
+    A flow names its reminder template once, in the flow's own language; Meta approves one
+    template per name and language, so a Portuguese conversation gets the ``pt_BR`` template
+    of the same name (or any ``pt_*`` one) when it is declared, and the named one otherwise."""
+    if not conversation_language:
+        return call.language
+    declared = catalogue.languages(call.name)
+    for code in fallbacks(conversation_language):
+        if code == call.language.split("_", 1)[0] or code == call.language:
+            return call.language
+        if code in declared:
+            return code
+        same_base = [d for d in declared if d.split("_", 1)[0] == code]
+        if same_base:
+            return same_base[0]
+    return call.language
+
+
+def content(
+    step: Step, values: dict[str, Any], window_open: bool, template_lang: str | None = None
+) -> dict[str, Any] | None:
     """The reminder's message: its text inside the window, its template outside; None: nothing may go."""
     if window_open and step.reminder:
         return text_message(render(step.reminder, values))
     if step.reminder_template is not None:
         call = step.reminder_template
-        return template_content(call.name, call.language, [render(p, values) for p in call.parameters])
+        language = template_lang or call.language
+        return template_content(call.name, language, [render(p, values) for p in call.parameters])
     return None
 
 
@@ -80,16 +105,17 @@ def _remind(session: Session, templates: TemplateSet, user_key: str, now: dateti
         return False
     name = session.scalar(select(Contact.profile_name).where(Contact.user_key == user_key))
     values = {"profile_name": name or "there", **(row.context or {})}
-    message = content(step, values, latest[0].is_open(now))
+    call = step.reminder_template
+    language = template_language(call, row.language, catalogue) if call is not None else None
+    message = content(step, values, latest[0].is_open(now), language)
     if message is None:
         log.info(
             "reminder skipped: the window has closed and the step has no template", extra={"step": row.current_step}
         )
         return False
-    call = step.reminder_template
     # Meta refuses a paused or disabled template, and a customer may have stopped marketing.
     is_template = message["type"] == "template" and call is not None
-    why = template_status.refusal(session, user_key, call.name, call.language, catalogue) if is_template else None
+    why = template_status.refusal(session, user_key, call.name, language, catalogue) if is_template else None
     if why is not None:
         log.warning("reminder not sent: %s", why, extra={"step": row.current_step})
         return False
