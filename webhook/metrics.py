@@ -92,7 +92,7 @@ def exposition(broker_url: str, scope: Callable[[], AbstractContextManager[Sessi
     if broker_url.startswith(("redis://", "rediss://")):
         # Imported here: worker.celery_app builds the Celery app, needed only with Redis.
         from worker.celery_app import INBOUND_QUEUE, MAINTENANCE_QUEUE, OUTBOUND_QUEUE
-        from worker.metrics import QueueDepthCollector
+        from worker.queue_depth import QueueDepthCollector
 
         queues = CollectorRegistry(auto_describe=False)
         queues.register(QueueDepthCollector(broker_url, (INBOUND_QUEUE, OUTBOUND_QUEUE, MAINTENANCE_QUEUE)))

@@ -17,16 +17,14 @@ Names and meanings: docs/METRICS.md.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -42,10 +40,10 @@ from celery.signals import (
 
 from conversation.logs import clear_context
 from settings import get_settings
+from worker.queue_depth import QueueDepthCollector
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
-    from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,6 @@ MESSAGE_TYPES = frozenset(
     }
 )  # fmt: skip
 # kombu's Redis transport keeps priorities 3, 6, 9 of a queue in sibling lists.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 LAG_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
@@ -184,76 +181,6 @@ def send_refused(kind: str, final: bool, code: int | None, disposition: str) -> 
     """Graph refused an outbox row: ``final`` (failed for good) or to be retried."""
     code_label = "none" if code is None else str(code)
     _metrics().sends.labels(kind, "failed" if final else "retry", code_label, disposition).inc()
-
-
-# --- queue depth, read on scrape ----------------------------------------------------
-
-
-@lru_cache(maxsize=4)
-def _redis(url: str) -> Any:
-    import redis
-
-    # A scrape must answer fast even when Redis does not.
-    return redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-
-
-# Close the cached clients while the interpreter is whole: at teardown their __del__ fails.
-atexit.register(_redis.cache_clear)
-
-
-class QueueDepthCollector:
-    """``parley_queue_depth{queue}`` (LLEN of each queue, priorities summed), messages
-    taken but not acknowledged (running, or waiting for their countdown), how long each
-    queue's oldest message has waited, and whether the broker answered. Only for a
-    Redis broker."""
-
-    def __init__(self, broker_url: str, queues: Sequence[str]) -> None:
-        self.broker_url = broker_url
-        self.queues = tuple(queues)
-
-    def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        up = GaugeMetricFamily("parley_broker_up", "1 when the broker answered the queue-depth probe of this scrape.")
-        try:
-            pipe = _redis(self.broker_url).pipeline(transaction=False)
-            for queue in self.queues:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(queue + suffix)
-            pipe.hlen("unacked")
-            for queue in self.queues:
-                pipe.lindex(queue, -1)  # the oldest message (kombu pushes left, pops right)
-            replies = pipe.execute()
-        except Exception as exc:  # the broker is down or slow: say so, never fail the scrape
-            log.debug("queue depth probe failed: %s", exc.__class__.__name__)
-            up.add_metric([], 0)
-            yield up
-            return
-        split = len(replies) - len(self.queues)
-        sizes, oldest = replies[:split], replies[split:]
-        up.add_metric([], 1)
-        yield up
-        depth = GaugeMetricFamily("parley_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
-        n = len(_PRIORITY_SUFFIXES)
-        for i, queue in enumerate(self.queues):
-            depth.add_metric([queue], float(sum(sizes[i * n : (i + 1) * n])))
-        yield depth
-        yield GaugeMetricFamily(
-            "parley_queue_unacked",
-            "Messages a worker has taken but not acknowledged (running, or held for a countdown).",
-            value=float(sizes[-1]),
-        )
-        from worker.health import message_age
-
-        now = time.time()
-        age = GaugeMetricFamily(
-            "parley_queue_oldest_age_seconds",
-            "How long the oldest message waiting in each queue has waited (0: empty); grows when nothing consumes it.",
-            labels=["queue"],
-        )
-        for queue, raw in zip(self.queues, oldest, strict=True):
-            age.add_metric([queue], message_age(raw, now))
-        yield age
 
 
 # --- multiprocess directory and exporter --------------------------------------------

@@ -22,7 +22,7 @@ import yaml
 
 from settings import load_settings
 from worker.celery_app import PUBLISHED_HEADER
-from worker.metrics import QueueDepthCollector
+from worker.queue_depth import QueueDepthCollector
 
 pytestmark = pytest.mark.redis
 

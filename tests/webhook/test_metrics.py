@@ -268,7 +268,7 @@ def defined_metrics() -> set[str]:
     import re
 
     names: set[str] = set()
-    for module in ("webhook/metrics.py", "worker/metrics.py"):
+    for module in ("webhook/metrics.py", "worker/metrics.py", "worker/queue_depth.py"):
         names |= set(re.findall(r'"(parley_[a-z_]+)"', (ROOT / module).read_text()))
     return names
 
