@@ -1,4 +1,5 @@
-"""Worker code opens its own sessions and commits: give it a database of its own."""
+"""Worker code opens its own sessions and commits: give it a database of its own; the
+sender tests share a stub Graph API and a client on it (test_graph_api.py has its own)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from sqlalchemy.engine import Engine
 
 from conversation import db
 from tests.support.database import fresh_database
+from tests.support.graph_stub import GraphStub
+from worker.graph_api import GraphClient
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +22,15 @@ def engine() -> Iterator[Engine]:
         with db.using_engine(eng):  # later tests get the engine they had
             yield eng
         eng.dispose()
+
+
+@pytest.fixture
+def stub() -> Iterator[GraphStub]:
+    s = GraphStub().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def client(stub: GraphStub) -> GraphClient:
+    return GraphClient(stub.url, "test-token", 1.0, 1.0)

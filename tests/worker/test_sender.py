@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -20,22 +19,9 @@ from conversation import outbox, window
 from conversation.db import session_scope
 from conversation.models import Contact, OutboundMessage, utcnow
 from tests.support.graph_stub import GraphStub
-from worker.graph_api import GraphClient
 from worker.sender import drain
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def stub() -> Iterator[GraphStub]:
-    s = GraphStub().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(stub: GraphStub) -> GraphClient:
-    return GraphClient(stub.url, "test-token", 1.0, 1.0)
 
 
 def customer(

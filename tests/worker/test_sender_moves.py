@@ -8,7 +8,6 @@ ran out (a minute), and the customer's next replies would wait for it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -24,18 +23,6 @@ from worker.graph_api import GraphClient
 from worker.sender import drain
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def stub() -> Iterator[GraphStub]:
-    s = GraphStub().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(stub: GraphStub) -> GraphClient:
-    return GraphClient(stub.url, "test-token", 1.0, 1.0)
 
 
 def test_a_move_mid_send_hands_the_lease_to_the_new_identity_and_it_is_released(

@@ -5,7 +5,6 @@ Real Postgres and the stub Graph API over loopback, as in test_sender.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,24 +12,10 @@ import pytest
 from conversation.db import session_scope
 from conversation.models import OutboundMessage, utcnow
 from conversation.template_messages import template_content
-from tests.support.graph_stub import GraphStub
 from tests.worker.test_sender import customer, rows, sent_texts
-from worker.graph_api import GraphClient
 from worker.sender import drain
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def stub() -> Iterator[GraphStub]:
-    s = GraphStub().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def client(stub: GraphStub) -> GraphClient:
-    return GraphClient(stub.url, "test-token", 1.0, 1.0)
 
 
 def test_a_text_after_the_window_closed_fails_at_once_with_131047_and_graph_never_sees_it(engine, stub, client):
