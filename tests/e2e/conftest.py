@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 from tests.support.database import fresh_database
 from tests.support.graph_stub import GraphStub
@@ -38,6 +40,14 @@ def fault_stack() -> Iterator[Stack]:
     require_redis_server()
     with fresh_database() as url, started(FaultStack, url, GraphStub()) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def db(stack: Stack) -> Iterator[Engine]:
+    """An engine on the stack's database, to look at what the pipeline wrote."""
+    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ quick Beat for the timeout release.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from conversation.handoff_models import Handoff
@@ -26,7 +25,7 @@ from tests.support.database import fresh_database
 from tests.support.event_receiver import Receiver
 from tests.support.graph_stub import GraphStub
 from tests.support.stack import Stack, new_workdir, require_redis_server, wait_until
-from tests.support.webhooks import contact, message, webhook
+from tests.support.webhooks import contact, message, new_phone, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
@@ -71,17 +70,6 @@ def stack(receiver: Receiver) -> Iterator[Stack]:
         finally:
             running.stop_all()
             stub.stop()
-
-
-@pytest.fixture(scope="module")
-def db(stack: Stack) -> Iterator[Engine]:
-    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield engine
-    engine.dispose()
-
-
-def new_phone() -> str:
-    return "1555" + str(uuid.uuid4().int)[:7]
 
 
 def replies(graph: GraphStub, phone: str) -> list[Any]:

@@ -18,10 +18,10 @@ import pytest
 
 from settings import DEV_ADMIN_TOKEN
 from tests.support.graph_stub import GraphStub
-from tests.support.services import service_missing
 from tests.support.stack import Stack
 from tests.support.webhooks import contact, message, webhook
-from tests.webhook.console.test_simulator_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.webhook.browser import chromium
+from tests.webhook.console.test_simulator_browser import ARTIFACTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
@@ -29,14 +29,8 @@ TIMEOUT = 30
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        service_missing("Debian chromium (apt-get install chromium)", FileNotFoundError(str(CHROMIUM)))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def replies(graph: GraphStub, phone: str) -> list[Any]:

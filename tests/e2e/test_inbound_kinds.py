@@ -12,13 +12,12 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from conversation.models import (
@@ -45,13 +44,6 @@ SAMPLE_NEW_BSUIDS = ("US.77012345678901234567", "US.88012345678901234567")
 SAMPLE_NUMBER_ID = "106540352242922"
 AUTH = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 WAMID = re.compile(r"wamid\.[A-Za-z0-9=_-]+")
-
-
-@pytest.fixture(scope="module")
-def db(stack: Stack) -> Iterator[Engine]:
-    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield engine
-    engine.dispose()
 
 
 class Person:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from conversation.models import Contact, ConversationState, Order, Submission
@@ -23,13 +22,6 @@ from tests.support.webhooks import contact, message, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def db(stack: Stack) -> Iterator[Engine]:
-    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield engine
-    engine.dispose()
 
 
 def replies(graph: GraphStub, user: str, n: int) -> list[Any]:

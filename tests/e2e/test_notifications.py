@@ -15,29 +15,18 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from conversation.models import OutboundMessage
 from settings import DEV_ADMIN_TOKEN
 from tests.support.graph_stub import GraphStub
 from tests.support.stack import BIN, ROOT, Stack, wait_until
-from tests.support.webhooks import PHONE_NUMBER_ID, contact, message, webhook
+from tests.support.webhooks import PHONE_NUMBER_ID, contact, message, new_phone, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
 AUTH = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def db(stack: Stack) -> Engine:
-    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield engine
-    engine.dispose()
-
-
-def new_phone() -> str:
-    return "1555" + str(uuid.uuid4().int)[:7]
 
 
 def notify(stack: Stack, to: str, key: str | None = None, **body: Any) -> requests.Response:

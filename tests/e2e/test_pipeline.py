@@ -13,27 +13,16 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from conversation.models import ConversationState, InboundMessage, Order, OutboundMessage, Submission
 from tests.support.graph_stub import GraphStub
 from tests.support.stack import Stack, wait_until
-from tests.support.webhooks import ACCESS_TOKEN, PHONE_NUMBER_ID, combine, contact, message, webhook
+from tests.support.webhooks import ACCESS_TOKEN, PHONE_NUMBER_ID, combine, contact, message, new_phone, webhook
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def db(stack: Stack) -> Engine:
-    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield engine
-    engine.dispose()
-
-
-def new_phone() -> str:
-    return "1555" + str(uuid.uuid4().int)[:7]
 
 
 def replies(graph: GraphStub, recipient: str) -> list[Any]:

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from conversation.models import ConversationState, OutboundMessage
@@ -40,13 +40,6 @@ NUDGE = {
         },
     },
 }
-
-
-@pytest.fixture(scope="module")
-def db(stack: Stack) -> Engine:
-    engine = create_engine(stack.database_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield engine
-    engine.dispose()
 
 
 def texts_to(graph: GraphStub, user: str) -> list[str]:

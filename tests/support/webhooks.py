@@ -16,6 +16,11 @@ ACCESS_TOKEN = "e2e-access-token"
 PHONE_NUMBER_ID = "100000000000001"
 
 
+def new_phone() -> str:
+    """A customer's phone no other test uses (555 numbers are never real)."""
+    return f"1555{uuid.uuid4().int % 10**7:07d}"
+
+
 def message(
     user: str,
     text: str | None = None,

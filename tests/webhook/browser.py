@@ -6,8 +6,12 @@ Playwright's own browser download is never used (``.ci/run`` installs Debian's c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from tests.support.services import service_missing
 from tests.support.stack import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -46,3 +50,21 @@ def path_without_dot(tmp: Path) -> str:
                 (shadow / program.name).symlink_to(program)
         parts.append(str(shadow))
     return os.pathsep.join(parts)
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's chromium under Playwright; a missing one (or missing Playwright) is
+    ``service_missing``: a failure when ``CI=true``, a visible skip otherwise."""
+    if not CHROMIUM.exists():
+        service_missing("Debian chromium (apt-get install chromium)", FileNotFoundError(str(CHROMIUM)))
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        service_missing("playwright (pip)", exc)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

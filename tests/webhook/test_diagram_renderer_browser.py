@@ -22,9 +22,8 @@ from typing import Any
 import pytest
 
 from templates import diagrams
-from tests.support.services import service_missing
 from tests.support.stack import BIN, ROOT
-from tests.webhook.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TEXT_OVERFLOW_JS, path_without_dot
+from tests.webhook.browser import ARTIFACTS, TEXT_OVERFLOW_JS, chromium, path_without_dot
 
 VIZ_VERSION = "3.31.0"
 VIZ_DIR = ROOT / "webhook" / "console" / "static" / "vendor" / "viz"
@@ -42,16 +41,8 @@ def no_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def browser(no_dot: str) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        service_missing("Debian chromium (apt-get install chromium)", FileNotFoundError(str(CHROMIUM)))
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        service_missing("playwright (pip)", exc)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def test_vendored_file_is_the_pinned_release() -> None:

@@ -19,17 +19,13 @@ from conversation.models import ConversationState, OutboundMessage
 from settings import load_settings
 from tests.conftest import engine_with_shipped_flows
 from tests.support.stack import Stack
-from tests.support.webhooks import APP_SECRET
+from tests.support.webhooks import APP_SECRET, new_phone
 from tests.webhook.console.test_simulator_browser import sandbox_stack
 from webhook import create_app
 from webhook.cli.chat import render
 
 COFFEE = "hi\n1\n1\n2\n1\n"  # New Order, Coffee, quantity 2 (typed), Confirm
 ORDER = re.compile(r"Order placed! Your order number is ORD-\d{6}\.")
-
-
-def new_phone() -> str:
-    return f"1555{uuid.uuid4().int % 10**7:07d}"
 
 
 def invoke(app: Flask, args: list[str], lines: str) -> Result:

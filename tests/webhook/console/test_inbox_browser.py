@@ -31,9 +31,9 @@ from conversation.turn import process_event
 from settings import load_settings
 from templates.loader import load_directory
 from tests.support.database import fresh_database
-from tests.support.services import service_missing
 from tests.support.stack import ROOT
-from tests.webhook.console.test_simulator_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.webhook.browser import chromium
+from tests.webhook.console.test_simulator_browser import ARTIFACTS
 from webhook import create_app
 
 pytestmark = pytest.mark.postgres
@@ -101,14 +101,8 @@ def served() -> Iterator[tuple[Served, str]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        service_missing("Debian chromium (apt-get install chromium)", FileNotFoundError(str(CHROMIUM)))
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def test_an_agent_answers_a_waiting_customer_and_releases_them(browser: Any, served: tuple[Served, str]) -> None:

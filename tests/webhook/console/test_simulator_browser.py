@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,8 @@ import requests
 from tests.support.database import create_database, drop_database, migrate
 from tests.support.services import service_missing
 from tests.support.stack import Stack, new_workdir, wait_until
-from tests.webhook.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TEXT_OVERFLOW_JS, path_without_dot
+from tests.support.webhooks import new_phone
+from tests.webhook.browser import ARTIFACTS, TEXT_OVERFLOW_JS, chromium, path_without_dot
 
 _STACK = pytest.StashKey[Stack]()
 
@@ -61,16 +61,8 @@ def sim_stack(request: pytest.FixtureRequest) -> Stack:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        service_missing("Debian chromium (apt-get install chromium)", FileNotFoundError(str(CHROMIUM)))
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        service_missing("playwright (pip)", exc)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -82,10 +74,6 @@ def page(browser: Any, sim_stack: Stack) -> Iterator[Any]:
     yield tab
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"
-
-
-def new_phone() -> str:
-    return f"1555{uuid.uuid4().int % 10**7:07d}"
 
 
 def send(page: Any, text: str) -> None:
