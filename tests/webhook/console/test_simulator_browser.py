@@ -125,8 +125,10 @@ def test_coffee_order_clicked_through(page: Any, sim_stack: Stack) -> None:
     confirm = page.locator(".msg.interactive.button").last
     expect(confirm.locator(".text")).to_have_text("You're ordering 2 x Coffee. Shall I place the order?")
     expect(page.locator("#state-step")).to_have_text("confirmation")
-    # Exactly the quantity row: bookkeeping rows (the "_answered" step) mention the step too.
     expect(page.locator("#state .context").get_by_role("row", name="quantity 2", exact=True)).to_be_visible()
+    # The customer's answers only: the engine's bookkeeping ("_answered") is not shown.
+    expect(page.locator("#state .context")).not_to_contain_text("_answered")
+    expect(page.locator("#state .context tr")).to_have_count(3)  # product, product_title, quantity
     expect(page.locator("#diagram g.node.current")).to_have_attribute("id", "step_confirmation")
     expect(page.locator("#diagram-name")).to_have_text("new_order")
     # A picture, drawn in the page: every step a node, each label inside its box.

@@ -332,7 +332,9 @@ function renderState(conversation) {
   fact("expires", `${new Date(conversation.expires_at).toLocaleString()} (${until(conversation.expires_at)})`);
   box.append(table);
   const context = el("table", "context");
-  const entries = Object.entries(conversation.context || {});
+  // Keys starting with "_" are the engine's own bookkeeping (which message answered which
+  // step), not the customer's answers; the admin API still returns them.
+  const entries = Object.entries(conversation.context || {}).filter(([key]) => !key.startsWith("_"));
   for (const [key, value] of entries) {
     const tr = el("tr");
     tr.append(el("th", "", key), el("td", "", typeof value === "string" ? value : JSON.stringify(value)));
