@@ -15,34 +15,12 @@ from conversation.content import text_message
 from conversation.models import Contact, ConversationState
 from conversation.state import TemplateSet
 from conversation.template_messages import template_content
-from templates.languages import fallbacks
 from templates.message_templates import Catalogue
 from templates.placeholders import render
 from templates.schema import Step
-from templates.template_call import TemplateUse
 
 log = logging.getLogger(__name__)
 ORIGIN = "reminder"
-
-
-def template_language(call: TemplateUse, conversation_language: str | None, catalogue: Catalogue) -> str:
-    """The language to send ``call`` in: the conversation's, where the catalogue declares it.
-
-    A flow names its reminder template once, in the flow's own language; Meta approves one
-    template per name and language, so a Portuguese conversation gets the ``pt_BR`` template
-    of the same name (or any ``pt_*`` one) when it is declared, and the named one otherwise."""
-    if not conversation_language:
-        return call.language
-    declared = catalogue.languages(call.name)
-    for code in fallbacks(conversation_language):
-        if code == call.language.split("_", 1)[0] or code == call.language:
-            return call.language
-        if code in declared:
-            return code
-        same_base = [d for d in declared if d.split("_", 1)[0] == code]
-        if same_base:
-            return same_base[0]
-    return call.language
 
 
 def content(
@@ -106,7 +84,7 @@ def _remind(session: Session, templates: TemplateSet, user_key: str, now: dateti
     name = session.scalar(select(Contact.profile_name).where(Contact.user_key == user_key))
     values = {"profile_name": name or "there", **(row.context or {})}
     call = step.reminder_template
-    language = template_language(call, row.language, catalogue) if call is not None else None
+    language = catalogue.language_for(call.name, row.language, call.language) if call is not None else None
     message = content(step, values, latest[0].is_open(now), language)
     if message is None:
         log.info(

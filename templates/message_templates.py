@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from templates.languages import fallbacks
 from templates.lint import LintError
 
 CATALOGUE_FILE = "message_templates.yaml"
@@ -165,6 +166,25 @@ class Catalogue:
 
     def names(self) -> set[str]:
         return {name for name, _ in self.templates}
+
+    def language_for(self, name: str, spoken: str | None, named: str) -> str:
+        """The language to send template ``name`` in to a customer who speaks ``spoken``.
+
+        A flow or a notice names a template once, in ``named``; Meta approves one template
+        per name and language, so a Portuguese customer (``pt_BR``, or plain ``pt``) gets the
+        ``pt_BR`` template of that name when it is declared, and ``named`` otherwise."""
+        if not spoken:
+            return named
+        declared = self.languages(name)
+        for code in fallbacks(spoken):
+            if code in (named, named.split("_", 1)[0]):
+                return named
+            if code in declared:
+                return code
+            same_base = [d for d in declared if d.split("_", 1)[0] == code]
+            if same_base:
+                return same_base[0]
+        return named
 
     def check_call(self, name: Any, language: Any, values: Any) -> list[CallProblem]:
         """Everything wrong with sending ``name`` in ``language`` with ``values`` (empty: fine)."""

@@ -185,14 +185,23 @@ def test_order_ready_is_the_notice_to_whoever_placed_the_order(db_session: Sessi
     order = Order(user_key="US.77", items={"product": "coffee"})
     db_session.add(order)
     db_session.flush()
-    request = order_ready(db_session, order.number)
+    request = order_ready(db_session, order.number, CATALOGUE)
     assert (request.to, request.idempotency_key) == ("US.77", f"order_ready:{order.number}")
     assert request.template == TemplateRequest("order_ready", "en_US", [order.number])
-    assert order_ready(db_session, str(order.id)).idempotency_key == request.idempotency_key
+    assert order_ready(db_session, str(order.id), CATALOGUE).idempotency_key == request.idempotency_key
     with pytest.raises(OrderNotFound):
-        order_ready(db_session, "ORD-999999999")
+        order_ready(db_session, "ORD-999999999", CATALOGUE)
     with pytest.raises(OrderNotFound):
-        order_ready(db_session, "coffee")
+        order_ready(db_session, "coffee", CATALOGUE)
+
+
+def test_a_portuguese_customer_is_told_in_portuguese(db_session: Session) -> None:
+    db_session.add(Contact(user_key=PHONE, phone_number=PHONE, pair_limit_hits=0, language="pt_BR"))
+    order = Order(user_key=PHONE, items={"product": "coffee"})
+    db_session.add(order)
+    db_session.flush()
+    request = order_ready(db_session, order.number, CATALOGUE)
+    assert request.template == TemplateRequest("order_ready", "pt_BR", [order.number])
 
 
 def test_the_key_is_unique_in_the_database_for_notifications_only(pg_engine: Engine) -> None:

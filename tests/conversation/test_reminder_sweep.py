@@ -20,7 +20,6 @@ from conversation.state import EngineConfig
 from conversation.template_cache import TEMPLATE_CACHE
 from templates.loader import load_directory
 from templates.message_templates import load_catalogue
-from templates.template_call import TemplateUse
 from tests.conversation.test_turn import T0, ann
 from tests.conversation.transcript import Customer
 
@@ -141,13 +140,3 @@ def test_outside_the_window_a_portuguese_customer_gets_the_portuguese_template(s
     [sent] = reminders_sent(session)
     assert sent["template"]["name"] == "order_reminder"
     assert sent["template"]["language"] == {"code": "pt_BR"}  # the flow names it in en_US
-
-
-def test_a_reminder_template_goes_in_the_conversation_language_when_declared() -> None:
-    catalogue = load_catalogue(ROOT / "templates").catalogue
-    call = TemplateUse(name="order_reminder", language="en_US", parameters=["{profile_name}"])
-    assert reminder_sweep.template_language(call, "pt_BR", catalogue) == "pt_BR"
-    assert reminder_sweep.template_language(call, "pt", catalogue) == "pt_BR"  # any pt_* variant
-    assert reminder_sweep.template_language(call, "en", catalogue) == "en_US"
-    assert reminder_sweep.template_language(call, "es", catalogue) == "en_US"  # none declared: as named
-    assert reminder_sweep.template_language(call, None, catalogue) == "en_US"

@@ -42,6 +42,16 @@ def test_the_shipped_catalogue_is_valid_and_declares_order_ready_with_one_parame
     assert reminders, "a reminder template ships too"
 
 
+def test_a_template_goes_in_the_customer_language_where_the_catalogue_has_it() -> None:
+    catalogue = load_catalogue(ROOT / "templates").catalogue
+    assert catalogue.language_for("order_reminder", "pt_BR", "en_US") == "pt_BR"
+    assert catalogue.language_for("order_reminder", "pt", "en_US") == "pt_BR"  # any pt_* variant
+    assert catalogue.language_for("order_reminder", "en", "en_US") == "en_US"
+    assert catalogue.language_for("order_reminder", "es", "en_US") == "en_US"  # not declared: as named
+    assert catalogue.language_for("order_reminder", None, "en_US") == "en_US"
+    assert catalogue.language_for("no_such_template", "pt_BR", "en_US") == "en_US"
+
+
 def test_the_flow_loader_skips_the_catalogue_in_the_same_directory() -> None:
     result = load_directory(ROOT / "templates", ACTION_PROVIDES, GLOBAL_PLACEHOLDERS)
     assert result.errors == []

@@ -33,7 +33,7 @@ from conversation.notifications import (
 )
 from conversation.order_notices import OrderNotFound, order_ready
 from settings import Settings
-from templates.message_templates import load_catalogue
+from templates.message_templates import Catalogue, load_catalogue
 from webhook.console.admin.base import bp, error_response, has_nul, scope
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ def _error(status: int, message: str, field: str | None = None) -> Response:
     return response
 
 
-def _submit(build: Callable[[Session], NotificationRequest]) -> Response:
+def _submit(build: Callable[[Session, Catalogue], NotificationRequest]) -> Response:
     """Queue what ``build`` asks for in one transaction; hand off after the commit."""
     settings: Settings = current_app.config["PARLEY_SETTINGS"]
     catalogue = load_catalogue(settings.templates_dir).catalogue
     try:
         with scope() as session:
             created: Created = create_notification(
-                session, build(session), catalogue, settings.phone_number_id, utcnow()
+                session, build(session, catalogue), catalogue, settings.phone_number_id, utcnow()
             )
     except NotificationRefused as exc:
         return _error(exc.status, exc.message, exc.field)
@@ -94,7 +94,7 @@ def create() -> Response:
         parsed = parse_request(data)
     except NotificationRefused as exc:
         return _error(exc.status, exc.message, exc.field)
-    return _submit(lambda _session: parsed)
+    return _submit(lambda _session, _catalogue: parsed)
 
 
 @bp.get("/notifications/<id>")
@@ -111,7 +111,7 @@ def show(id: str) -> Response:
 @bp.post("/orders/<order>/ready")
 def order_is_ready(order: str) -> Response:
     """Notify the customer who placed ``order`` (``ORD-000002``) that it is ready."""
-    return _submit(lambda session: order_ready(session, order))
+    return _submit(lambda session, catalogue: order_ready(session, order, catalogue))
 
 
 @bp.get("/contacts/<user>")
