@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# kombu's Redis transport keeps each priority level of a queue in its own list.
+# kombu's Redis transport keeps priorities 3, 6, 9 of a queue in sibling lists.
 _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
