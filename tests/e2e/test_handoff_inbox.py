@@ -20,8 +20,7 @@ from settings import DEV_ADMIN_TOKEN
 from tests.support.graph_stub import GraphStub
 from tests.support.stack import Stack
 from tests.support.webhooks import contact, message, webhook
-from tests.webhook.browser import chromium
-from tests.webhook.console.test_simulator_browser import ARTIFACTS
+from tests.webhook.browser import ARTIFACTS, chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT = 30

@@ -32,8 +32,7 @@ from settings import load_settings
 from templates.loader import load_directory
 from tests.support.database import fresh_database
 from tests.support.stack import ROOT
-from tests.webhook.browser import chromium
-from tests.webhook.console.test_simulator_browser import ARTIFACTS
+from tests.webhook.browser import ARTIFACTS, chromium
 from webhook import create_app
 
 pytestmark = pytest.mark.postgres

@@ -14,7 +14,8 @@ import pytest
 
 from settings import DEV_ADMIN_TOKEN
 from tests.support.stack import Stack
-from tests.webhook.console.test_simulator_browser import ARTIFACTS, browser, sandbox_stack
+from tests.webhook.browser import ARTIFACTS
+from tests.webhook.console.test_simulator_browser import browser, sandbox_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 TIMEOUT_MS = 20_000
