@@ -23,15 +23,13 @@ log = logging.getLogger(__name__)
 ORIGIN = "reminder"
 
 
-def content(
-    step: Step, values: dict[str, Any], window_open: bool, template_lang: str | None = None
-) -> dict[str, Any] | None:
-    """The reminder's message: its text inside the window, its template outside; None: nothing may go."""
+def content(step: Step, values: dict[str, Any], window_open: bool, language: str) -> dict[str, Any] | None:
+    """The reminder's message: its text inside the window, its template (in ``language``)
+    outside; None: nothing may go."""
     if window_open and step.reminder:
         return text_message(render(step.reminder, values))
     if step.reminder_template is not None:
         call = step.reminder_template
-        language = template_lang or call.language
         return template_content(call.name, language, [render(p, values) for p in call.parameters])
     return None
 
@@ -84,7 +82,8 @@ def _remind(session: Session, templates: TemplateSet, user_key: str, now: dateti
     name = session.scalar(select(Contact.profile_name).where(Contact.user_key == user_key))
     values = {"profile_name": name or "there", **(row.context or {})}
     call = step.reminder_template
-    language = catalogue.language_for(call.name, row.language, call.language) if call is not None else None
+    # The template of the conversation's language, where Meta approved one of that name.
+    language = catalogue.language_for(call.name, row.language, call.language) if call is not None else ""
     message = content(step, values, latest[0].is_open(now), language)
     if message is None:
         log.info(
