@@ -175,6 +175,32 @@ def test_the_stack_has_no_graphviz(sim_stack: Stack) -> None:
     assert answer.status_code == 503 and "--format html" in answer.json()["error"]
 
 
+
+def test_the_notify_panel_offers_and_sends_the_template_in_the_customers_language(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    english, portuguese = new_phone(), new_phone()
+    page.goto(f"/simulator/?user={english}&name=Mia")
+    send(page, "hi")
+    expect(page.locator(".bubble.in").last).to_contain_text("Hi Mia!")
+    expect(page.locator("#notify-template option:checked")).to_have_text("order_ready (en_US)")
+
+    page.goto(f"/simulator/?user={portuguese}&name=Ana")
+    send(page, "oi")
+    expect(page.locator(".bubble.in").last).to_contain_text("Olá, Ana!")
+    expect(page.locator("#notify-template option:checked")).to_have_text("order_ready (pt_BR)")
+    page.fill("#notify-params", "ORD-000009")
+    page.click("#notify-send")
+    expect(page.locator("#notify-result")).to_contain_text("queued as notification")
+    notice = page.locator(".bubble.in").last
+    expect(notice).to_contain_text("Boa notícia: seu pedido ORD-000009 está pronto.")
+    expect(notice.locator(".tpl-name")).to_have_text("template order_ready · pt_BR")
+
+    # A person who picks another language keeps it while the panel refreshes.
+    page.select_option("#notify-template", label="order_ready (en_US)")
+    page.wait_for_timeout(2500)  # one refresh of the panel (every 2 s)
+    expect(page.locator("#notify-template option:checked")).to_have_text("order_ready (en_US)")
+
 def test_a_silent_pipeline_shows_waiting_for_reply(page: Any) -> None:
     from playwright.sync_api import expect
 

@@ -29,6 +29,18 @@ function windowText(info) {
   return "24-hour window closed: only a template may go.";
 }
 
+// The option of the first template in the customer's language (pt_BR, else any pt_*); -1: none.
+function optionInLanguage(select, language) {
+  const options = [...select.options].map((o) => JSON.parse(o.value).language);
+  const exact = options.indexOf(language);
+  if (exact >= 0 || !language) return exact;
+  const base = language.split("_")[0];
+  return options.findIndex((l) => l.split("_")[0] === base);
+}
+
+// Which customer the person last picked a template for by hand (their choice then stays).
+let pickedFor = null;
+
 function renderNotify(info) {
   $("notify-window").textContent = windowText(info);
   const select = $("notify-template");
@@ -38,8 +50,14 @@ function renderNotify(info) {
       option.value = JSON.stringify(t);
       select.append(option);
     }
-    describeTemplate();
   }
+  // Offer the template in the customer's language, so a Portuguese customer is not sent
+  // the English one by a quick click; a person who chose another keeps it.
+  if (pickedFor !== sim.user) {
+    const index = optionInLanguage(select, $("language").value);
+    if (index >= 0) select.selectedIndex = index;
+  }
+  describeTemplate();
 }
 
 function describeTemplate() {
@@ -77,7 +95,10 @@ async function sendNotification(body) {
 }
 
 function wireNotify() {
-  $("notify-template").addEventListener("change", describeTemplate);
+  $("notify-template").addEventListener("change", () => {
+    pickedFor = sim.user;
+    describeTemplate();
+  });
   $("notify-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const chosen = JSON.parse($("notify-template").value || "null");
