@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
-from conversation import consent, handoff_turn, reminders, window
+from conversation import consent, handoff_turn, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
@@ -43,7 +43,7 @@ from conversation.state import (
     Submit,
 )
 from conversation.template_cache import TEMPLATE_CACHE
-from conversation.turn import InboundResult, process_event, snapshot
+from conversation.turn import InboundResult, outbound_row, process_event, snapshot, state_row
 
 log = logging.getLogger(__name__)
 
@@ -245,10 +245,10 @@ def _set_based(
         if _changes_handoff(result):
             c.state = replace(c.state, handed_off=handoff_turn.is_handed_off(session, event.user.key))
         if mark_as_read and reads(event.kind, result.outcome):
-            outbox.append(_row(event, "mark_read", {"message_id": event.wamid}, now))
+            outbox.append(outbound_row(event, "mark_read", {"message_id": event.wamid}, now))
             owners.append(index)
         for content in result.messages:
-            outbox.append(_row(event, "message", content, now))
+            outbox.append(outbound_row(event, "message", content, now))
             owners.append(index)
         outcomes.append(result.outcome)
     _write_states(conn, customers, templates, now)
@@ -276,20 +276,7 @@ def _write_states(conn: Any, customers: dict[str, _Customer], templates: Any, no
             if c.had_row:
                 deletes.append({"k": k})
         else:
-            values = {
-                "k": k,
-                "phone": c.phone,
-                "user_id": c.user_id,
-                "flow": conv.template,
-                "step": conv.step,
-                "context": conv.context,
-                "last": conv.last_interaction,
-                "expires": conv.expires_at,
-                "remind": reminders.due_at(templates, conv, now),
-                "language": conv.language,
-                "now": now,
-            }
-            (updates if c.had_row else inserts).append({**values, "id": uuid.uuid4()})
+            (updates if c.had_row else inserts).append(state_row(k, c.phone, c.user_id, conv, templates, now))
         if c.state.language != c.contact_language:
             languages.append({"k": k, "language": c.state.language})
         if c.state.last_fallback_at == now:
@@ -303,22 +290,6 @@ def _write_states(conn: Any, customers: dict[str, _Customer], templates: Any, no
     ):
         if rows:
             conn.execute(stmt, rows)
-
-
-def _row(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {
-        "user_key": event.user.key,
-        "phone_number_id": event.phone_number_id,
-        "to_phone": event.user.phone,
-        "to_user_id": event.user.user_id,
-        "kind": kind,
-        "content": content,
-        "inbound_wamid": event.wamid,
-        "status": "pending",
-        "attempts": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
 
 
 def _json(raw: Any) -> str:

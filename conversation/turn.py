@@ -42,6 +42,7 @@ from conversation.state import (
     Entered,
     FallbackSent,
     Submit,
+    TemplateSet,
 )
 from conversation.template_cache import TEMPLATE_CACHE
 from templates.schema import INITIAL, TemplateDef
@@ -154,21 +155,10 @@ def process_event(
         if row is not None:
             conn.execute(sql.STATE_DELETE, {"k": user_key})
     else:
-        conv = result.conversation
-        values = {
-            "k": user_key,
-            "phone": event.user.phone or None,
-            "user_id": event.user.user_id or None,
-            "flow": conv.template,
-            "step": conv.step,
-            "context": conv.context,
-            "last": conv.last_interaction,
-            "expires": conv.expires_at,
-            "remind": reminders.due_at(templates, conv, now),
-            "language": conv.language,
-            "now": now,
-        }
-        conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, {**values, "id": uuid.uuid4()})
+        values = state_row(
+            user_key, event.user.phone or None, event.user.user_id or None, result.conversation, templates, now
+        )
+        conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, values)
 
     if result.language != contact.language:  # remembered for the fallback after it ends
         conn.execute(sql.SET_LANGUAGE, {"k": user_key, "language": result.language})
@@ -207,8 +197,8 @@ def process_event(
 
     rows = []
     if mark_as_read and reads(event.kind, result.outcome):
-        rows.append(_outbound(event, "mark_read", {"message_id": event.wamid}, now))
-    rows.extend(_outbound(event, "message", content, now) for content in result.messages)
+        rows.append(outbound_row(event, "mark_read", {"message_id": event.wamid}, now))
+    rows.extend(outbound_row(event, "message", content, now) for content in result.messages)
     ids = _queue(session, rows)
     conn.execute(sql.SET_OUTCOME, {"inbound_id": inbound_id, "outcome": result.outcome})
     return InboundResult(False, user_key, result.outcome, ids, recorded)
@@ -225,7 +215,7 @@ def dead_letter(session: Session, event: InboundEvent, error: str, apology: dict
     session.connection().execute(sql.SET_FAILED, {"w": event.wamid, "why": error[:2000]})
     if first:
         lock_contact(session, event, now)  # the sender's lease lives on this row
-        _queue(session, [_outbound(event, "message", apology, now)])
+        _queue(session, [outbound_row(event, "message", apology, now)])
     return first
 
 
@@ -249,7 +239,28 @@ def _queue(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return list(session.connection().execute(sql.OUTBOX_INSERT, rows).scalars()) if rows else []
 
 
-def _outbound(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> dict[str, Any]:
+def state_row(
+    user_key: str, phone: str | None, user_id: str | None, conv: Conversation, templates: TemplateSet, now: datetime
+) -> dict[str, Any]:
+    """The parameters of ``sql.STATE_UPDATE`` / ``sql.STATE_INSERT`` for a live conversation."""
+    return {
+        "k": user_key,
+        "phone": phone,
+        "user_id": user_id,
+        "flow": conv.template,
+        "step": conv.step,
+        "context": conv.context,
+        "last": conv.last_interaction,
+        "expires": conv.expires_at,
+        "remind": reminders.due_at(templates, conv, now),
+        "language": conv.language,
+        "now": now,
+        "id": uuid.uuid4(),
+    }
+
+
+def outbound_row(event: InboundEvent, kind: str, content: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One pending outbox row answering ``event``, as ``sql.OUTBOX_INSERT`` takes it."""
     return {
         "user_key": event.user.key,
         "phone_number_id": event.phone_number_id,
