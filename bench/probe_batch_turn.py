@@ -102,30 +102,38 @@ class _Customer:
 
 
 def process_batch(
-    session: Session, events: Sequence[InboundEvent], config: EngineConfig, mark_as_read: bool = True
+    session: Session,
+    events: Sequence[InboundEvent],
+    config: EngineConfig,
+    mark_as_read: bool = True,
+    now: datetime | None = None,
 ) -> list[InboundResult]:
-    """Every message of the batch, in order per customer, inside the caller's transaction."""
+    """Every message of the batch, in order per customer, inside the caller's transaction.
+
+    One result per distinct wamid: the redeliveries (``duplicate``) first, then the new
+    messages in the batch's order (one by one, every result in the batch's order)."""
+    now = now or utcnow()
     if any(role(e.kind) is Role.IDENTITY for e in events):
-        return _one_by_one(session, events, config, mark_as_read)
+        return _one_by_one(session, events, config, mark_as_read, now)
     savepoint = session.begin_nested()
     try:
-        results = _set_based(session, events, config, mark_as_read)
+        results = _set_based(session, events, config, mark_as_read, now)
     except Exception:
         savepoint.rollback()
         log.warning("batch failed; its messages are handled one by one", exc_info=True)
-        return _one_by_one(session, events, config, mark_as_read)
+        return _one_by_one(session, events, config, mark_as_read, now)
     savepoint.commit()
     return results
 
 
 def _one_by_one(
-    session: Session, events: Sequence[InboundEvent], config: EngineConfig, mark_as_read: bool
+    session: Session, events: Sequence[InboundEvent], config: EngineConfig, mark_as_read: bool, now: datetime
 ) -> list[InboundResult]:
     results = []
     for event in events:
         savepoint = session.begin_nested()
         try:
-            results.append(process_event(session, event, config, mark_as_read=mark_as_read))
+            results.append(process_event(session, event, config, mark_as_read=mark_as_read, now=now))
         except Exception:
             savepoint.rollback()
             log.exception("message failed")  # the real design dead-letters it here
@@ -135,9 +143,8 @@ def _one_by_one(
 
 
 def _set_based(
-    session: Session, events: Sequence[InboundEvent], config: EngineConfig, mark_as_read: bool
+    session: Session, events: Sequence[InboundEvent], config: EngineConfig, mark_as_read: bool, now: datetime
 ) -> list[InboundResult]:
-    now = utcnow()
     conn = session.connection()
     first: dict[str, InboundEvent] = {}
     for event in events:
