@@ -27,7 +27,7 @@ from conversation import consent, handoff_turn, window
 from conversation import turn_statements as sql
 from conversation.actions import Actions
 from conversation.engine import handle
-from conversation.events import InboundEvent
+from conversation.events import InboundEvent, UserRef
 from conversation.handoff_models import Handoff
 from conversation.jsonb import jsonb_safe
 from conversation.kinds import Role, opens_window, reads, role
@@ -96,8 +96,7 @@ _OUTCOMES = text(
 class _Customer:
     state: CustomerState
     had_row: bool
-    phone: str | None
-    user_id: str | None
+    user: UserRef
     contact_language: str | None
 
 
@@ -207,8 +206,7 @@ def _set_based(
                 handed_off=k in handed,
             ),
             row is not None,
-            last_of[k].user.phone or None,
-            last_of[k].user.user_id or None,
+            last_of[k].user,
             contact.language,
         )
     outbox: list[dict[str, Any]] = []
@@ -283,7 +281,7 @@ def _write_states(conn: Any, customers: dict[str, _Customer], templates: Any, no
             if c.had_row:
                 deletes.append({"k": k})
         else:
-            (updates if c.had_row else inserts).append(state_row(k, c.phone, c.user_id, conv, templates, now))
+            (updates if c.had_row else inserts).append(state_row(c.user, conv, templates, now))
         if c.state.language != c.contact_language:
             languages.append({"k": k, "language": c.state.language})
         if c.state.last_fallback_at == now:

@@ -47,7 +47,7 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
         for design, mode in DESIGNS.items():
             stream = f"{STREAM}:{design}"
             ports[design] = stack.start_app(
-                f"{design}-web", "bench.probe_stream:create_app()", env={"PROBE_STREAM": stream}
+                f"{design}-web", "bench.probe_receiver:create_app()", env={"PROBE_STREAM": stream}
             )
             for i in (1, 2):
                 args = [str(BIN / "python"), "-m", "bench.probe_stream", "consume", f"c{i}", stream, mode]
@@ -141,7 +141,7 @@ def crash(kills: int, seconds: float, rate: float, mode: str) -> dict[str, Any]:
     stack = bench.stack
     assert stack is not None and bench.feed is not None
     stream = f"{STREAM}:crash"
-    port = stack.start_app("b3-web", "bench.probe_stream:create_app()", env={"PROBE_STREAM": stream})
+    port = stack.start_app("b3-web", "bench.probe_receiver:create_app()", env={"PROBE_STREAM": stream})
 
     def consumer(i: int) -> list[str]:
         return [str(BIN / "python"), "-m", "bench.probe_stream", "consume", f"c{i}", stream, mode]
@@ -194,13 +194,13 @@ def crash(kills: int, seconds: float, rate: float, mode: str) -> dict[str, Any]:
 RECEIVERS = {
     "plain": ("bench.plain_app:create_app()", {}),
     "today": ("webhook:create_app()", {}),
-    "stream": ("bench.probe_stream:create_app()", {"PROBE_STREAM": f"{STREAM}:recv"}),
+    "stream": ("bench.probe_receiver:create_app()", {"PROBE_STREAM": f"{STREAM}:recv"}),
     "stream-single": (
-        "bench.probe_stream:create_app()",
+        "bench.probe_receiver:create_app()",
         {"PROBE_STREAM": f"{STREAM}:recv", "PROBE_RECEIVER_CLIENT": "single"},
     ),
     "stream-batched": (
-        "bench.probe_stream:create_app()",
+        "bench.probe_receiver:create_app()",
         {"PROBE_STREAM": f"{STREAM}:recv", "PROBE_RECEIVER_CLIENT": "batched"},
     ),
 }

@@ -155,9 +155,7 @@ def process_event(
         if row is not None:
             conn.execute(sql.STATE_DELETE, {"k": user_key})
     else:
-        values = state_row(
-            user_key, event.user.phone or None, event.user.user_id or None, result.conversation, templates, now
-        )
+        values = state_row(event.user, result.conversation, templates, now)
         conn.execute(sql.STATE_UPDATE if row is not None else sql.STATE_INSERT, values)
 
     if result.language != contact.language:  # remembered for the fallback after it ends
@@ -239,14 +237,12 @@ def _queue(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return list(session.connection().execute(sql.OUTBOX_INSERT, rows).scalars()) if rows else []
 
 
-def state_row(
-    user_key: str, phone: str | None, user_id: str | None, conv: Conversation, templates: TemplateSet, now: datetime
-) -> dict[str, Any]:
+def state_row(user: UserRef, conv: Conversation, templates: TemplateSet, now: datetime) -> dict[str, Any]:
     """The parameters of ``sql.STATE_UPDATE`` / ``sql.STATE_INSERT`` for a live conversation."""
     return {
-        "k": user_key,
-        "phone": phone,
-        "user_id": user_id,
+        "k": user.key,
+        "phone": user.phone or None,
+        "user_id": user.user_id or None,
         "flow": conv.template,
         "step": conv.step,
         "context": conv.context,
