@@ -91,6 +91,9 @@ _LOCK_AND_MARK = text(
     " UNION ALL SELECT * FROM marked ORDER BY id NULLS FIRST"
 )
 # b6, in one round trip after the sends: store Graph's answers, then let the customers go.
+# The unlock takes effect before this statement commits. A sender that takes a lock in that
+# gap and reaches these rows waits on their row locks, and then (READ COMMITTED re-checks
+# an updated row against its WHERE) finds them accepted and leaves them: nothing goes twice.
 _SETTLE_AND_UNLOCK = text(
     "WITH settled AS (UPDATE outbound_messages AS o SET status = 'accepted', wamid = v.wamid, updated_at = now()"
     " FROM unnest(CAST(:ids AS bigint[]), CAST(:wamids AS text[])) AS v(id, wamid) WHERE o.id = v.id RETURNING 1)"
@@ -100,8 +103,8 @@ _SETTLE_AND_UNLOCK = text(
 
 
 def consume(name: str, stream: str, mode: str) -> None:
-    """One consumer process: batches until killed; ``mode`` "inline" sends a batch before reading the
-    next, "pipelined" hands each customer's rows to a sender pool and reads on."""
+    """One consumer process, taking batches until it is killed; ``mode`` is one of ``MODES``,
+    the designs b1-b6 of this module's docstring in order."""
     from bench.probe_batch_turn import process_batch
     from conversation.db import get_engine, session_scope, use_engine_options
     from conversation.engine_settings import engine_config
