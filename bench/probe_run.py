@@ -141,17 +141,17 @@ def crash(kills: int, seconds: float, rate: float, mode: str) -> dict[str, Any]:
     stack = bench.stack
     assert stack is not None and bench.feed is not None
     stream = f"{STREAM}:crash"
-    port = stack.start_app("b3-web", "bench.probe_receiver:create_app()", env={"PROBE_STREAM": stream})
+    port = stack.start_app("sketch-web", "bench.probe_receiver:create_app()", env={"PROBE_STREAM": stream})
 
     def consumer(i: int) -> list[str]:
         return [str(BIN / "python"), "-m", "bench.probe_stream", "consume", f"c{i}", stream, mode]
 
     for i in (1, 2):
-        stack.spawn(f"b3-c{i}", consumer(i))
+        stack.spawn(f"sketch-c{i}", consumer(i))
     out: dict[str, Any] = {}
     try:
         for who, victim, args in (
-            ("sketch", "b3-c1", consumer(1)),
+            ("sketch", "sketch-c1", consumer(1)),
             ("today", "worker-w1", list(stack.workers[0].args())),
         ):
             target = port if who == "sketch" else stack.web_port
